@@ -1,0 +1,169 @@
+//! Every setting of the server: its environment name, default and bounds.
+//!
+//! Settings come from the process environment, then from a `.env` file in the working directory
+//! (loaded by `main` before parsing), then from the defaults below. A value that does not parse or
+//! falls outside its bounds stops start-up with a message naming the setting.
+
+use std::net::IpAddr;
+
+use clap::{Parser, ValueEnum};
+
+/// Who may take the lead with `set_role {role: "leader"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LeaderPolicy {
+    /// Legacy behaviour: `set_role` takes the lead at once.
+    Open,
+    /// `set_role` becomes a request the current leader must approve.
+    Approval,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Server settings. Each field is also a command-line flag (`--port`), mostly useful in tests.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "bandsync-server", version, about)]
+pub struct Config {
+    /// TCP port to listen on (0 picks a free port).
+    #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 3001)]
+    pub port: u16,
+
+    /// Address to bind.
+    #[arg(long, env = "HOST", value_name = "HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+
+    /// Name of this instance in logs and `/health`; a random one when unset.
+    #[arg(long, env = "SERVER_ID", value_name = "SERVER_ID", value_parser = parse_name)]
+    pub server_id: Option<String>,
+
+    /// Allowed browser origins: `*` or a comma-separated list.
+    #[arg(long, env = "CORS_ORIGIN", value_name = "CORS_ORIGIN", default_value = "*")]
+    pub cors_origin: String,
+
+    /// Seats in one session.
+    #[arg(long, env = "MAX_SESSION_MEMBERS", value_name = "MAX_SESSION_MEMBERS",
+          default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub max_session_members: u16,
+
+    /// Interval of the legacy `scroll_tick` stream while a session plays.
+    #[arg(long, env = "LEGACY_TICK_MS", value_name = "LEGACY_TICK_MS",
+          default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+    pub legacy_tick_ms: u64,
+
+    /// Interval of the application-level `ping` event; 0 turns it off.
+    #[arg(long, env = "LEGACY_PING_INTERVAL_MS", value_name = "LEGACY_PING_INTERVAL_MS",
+          default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub legacy_ping_interval_ms: u64,
+
+    /// An empty session is removed this long after its last activity.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT_MS", value_name = "SESSION_IDLE_TIMEOUT_MS",
+          default_value_t = 1_800_000, value_parser = clap::value_parser!(u64).range(100..=604_800_000))]
+    pub session_idle_timeout_ms: u64,
+
+    /// How often the idle-session sweep runs.
+    #[arg(long, env = "CLEANUP_INTERVAL_MS", value_name = "CLEANUP_INTERVAL_MS",
+          default_value_t = 300_000, value_parser = clap::value_parser!(u64).range(50..=86_400_000))]
+    pub cleanup_interval_ms: u64,
+
+    /// Engine.IO heartbeat interval.
+    #[arg(long, env = "SOCKET_PING_INTERVAL_MS", value_name = "SOCKET_PING_INTERVAL_MS",
+          default_value_t = 25_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub socket_ping_interval_ms: u64,
+
+    /// Engine.IO heartbeat timeout: a client silent this long after a ping is dropped.
+    #[arg(long, env = "SOCKET_PING_TIMEOUT_MS", value_name = "SOCKET_PING_TIMEOUT_MS",
+          default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub socket_ping_timeout_ms: u64,
+
+    /// Largest Engine.IO packet accepted; a larger one closes the sender's connection.
+    #[arg(long, env = "SOCKET_MAX_PAYLOAD_BYTES", value_name = "SOCKET_MAX_PAYLOAD_BYTES",
+          default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1024..=100_000_000))]
+    pub socket_max_payload_bytes: u64,
+
+    /// Events queued for one socket before further ones are refused with `RATE_LIMITED`.
+    #[arg(long, env = "MAX_QUEUED_EVENTS", value_name = "MAX_QUEUED_EVENTS",
+          default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
+    pub max_queued_events: u64,
+
+    /// Longest session id, display name or user name, in characters.
+    #[arg(long, env = "MAX_NAME_LENGTH", value_name = "MAX_NAME_LENGTH",
+          default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub max_name_length: u64,
+
+    /// Longest session message or chat line, in characters.
+    #[arg(long, env = "MAX_MESSAGE_LENGTH", value_name = "MAX_MESSAGE_LENGTH",
+          default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_message_length: u64,
+
+    /// Who may take the lead with `set_role`.
+    #[arg(long, env = "LEADER_POLICY", value_name = "LEADER_POLICY", value_enum, default_value_t = LeaderPolicy::Open)]
+    pub leader_policy: LeaderPolicy,
+
+    /// `text` for people, `json` for log collectors (one object per line).
+    #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn parse_name(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if trimmed.is_empty() || trimmed.len() > 128 {
+        return Err("must be 1 to 128 characters".into());
+    }
+    Ok(trimmed.to_owned())
+}
+
+impl Config {
+    /// Settings from the environment only (no command line), for embedding and tests.
+    pub fn from_env() -> Result<Self, clap::Error> {
+        Self::try_parse_from(["bandsync-server"])
+    }
+
+    /// The defaults, as if no variable were set, with the port chosen by the OS.
+    pub fn for_tests() -> Self {
+        let mut config =
+            Self::try_parse_from(["bandsync-server", "--port", "0", "--host", "127.0.0.1"]).expect("defaults parse");
+        // An inherited variable must not change what a test sees.
+        config.server_id = None;
+        config
+    }
+
+    /// Allowed origins, or `None` for any.
+    pub fn cors_origins(&self) -> Option<Vec<String>> {
+        let raw = self.cors_origin.trim();
+        if raw == "*" {
+            return None;
+        }
+        Some(raw.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = Config::try_parse_from(["x"]).unwrap();
+        assert_eq!(config.port, 3001);
+        assert_eq!(config.max_session_members, 8);
+        assert_eq!(config.legacy_tick_ms, 100);
+        assert_eq!(config.leader_policy, LeaderPolicy::Open);
+    }
+
+    #[test]
+    fn out_of_range_value_names_the_setting() {
+        let err = Config::try_parse_from(["x", "--max-session-members", "0"]).unwrap_err();
+        assert!(err.to_string().contains("MAX_SESSION_MEMBERS"), "{err}");
+    }
+
+    #[test]
+    fn cors_list_is_split_on_commas() {
+        let config = Config::try_parse_from(["x", "--cors-origin", "https://a.example, https://b.example"]).unwrap();
+        assert_eq!(config.cors_origins().unwrap(), vec!["https://a.example", "https://b.example"]);
+        assert!(Config::for_tests().cors_origins().is_none());
+    }
+}

@@ -1,0 +1,36 @@
+//! Why a request was refused. A refused request changes nothing.
+
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CoreError {
+    #[error("{0}")]
+    Validation(String),
+    #[error("Session not found")]
+    SessionNotFound,
+    #[error("Session at capacity ({max} members)")]
+    SessionFull { max: usize },
+    #[error("Not a member of this session")]
+    NotAMember,
+    #[error("Only the leader can do this")]
+    NotLeader,
+    #[error("Too many events; slow down")]
+    RateLimited,
+    #[error("Internal error")]
+    Internal,
+}
+
+impl CoreError {
+    /// The wire code of section 6 of the protocol.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Validation(_) => "VALIDATION",
+            CoreError::SessionNotFound => "SESSION_NOT_FOUND",
+            CoreError::SessionFull { .. } => "SESSION_FULL",
+            CoreError::NotAMember => "NOT_A_MEMBER",
+            CoreError::NotLeader => "NOT_LEADER",
+            CoreError::RateLimited => "RATE_LIMITED",
+            CoreError::Internal => "INTERNAL",
+        }
+    }
+}

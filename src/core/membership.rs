@@ -1,0 +1,180 @@
+//! Joining, leaving and re-electing a leader when the leader goes.
+
+use super::{CoreError, LeadChange, LeaveCause, Member, Millis, Outcome, Role, Session, Vocabulary};
+
+pub(super) fn join(
+    session: &mut Session,
+    by: &str,
+    display_name: &str,
+    wants_lead: bool,
+    vocabulary: Vocabulary,
+    now: Millis,
+) -> Result<Vec<Outcome>, CoreError> {
+    if session.member(by).is_some() {
+        return Ok(vec![Outcome::SnapshotToSender]);
+    }
+    if session.is_full() {
+        return Err(CoreError::SessionFull { max: session.max_members });
+    }
+    session.members.push(Member {
+        socket_id: by.to_owned(),
+        display_name: display_name.to_owned(),
+        role: Role::Follower,
+        joined_at: now,
+        last_ping_at: now,
+        vocabulary,
+    });
+    let previous = session.leader.clone();
+    let takes_lead = previous.is_none() || wants_lead;
+    if takes_lead {
+        session.set_leader(Some(by));
+        session.message = format!("{display_name} is leading");
+    }
+    let member = session.member(by).cloned().expect("just seated");
+    let mut outcomes = vec![Outcome::SnapshotToSender, Outcome::Joined { member }];
+    if takes_lead {
+        outcomes.push(Outcome::LeadChanged { previous, new: Some(by.to_owned()), reason: LeadChange::Joined });
+    }
+    Ok(outcomes)
+}
+
+/// Unseats `by`. When the leader goes and members remain, the earliest-joined member leads and
+/// playback stops, so nobody is left following a metronome no one controls.
+pub(super) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Millis) -> Vec<Outcome> {
+    let was_leader = session.is_leader(by);
+    session.members.retain(|m| m.socket_id != by);
+    session.pending_leader_requests.retain(|r| r != by);
+
+    let mut outcomes = Vec::new();
+    let mut new_leader = None;
+    if was_leader {
+        let successor = session.members.first().map(|m| (m.socket_id.clone(), m.display_name.clone()));
+        session.set_leader(successor.as_ref().map(|(id, _)| id.as_str()));
+        if let Some((id, name)) = successor {
+            session.timeline.pause(now);
+            session.message = format!("{name} is now leading");
+            let reason = match cause {
+                LeaveCause::Left => LeadChange::LeaderLeft,
+                LeaveCause::Disconnected(_) => LeadChange::LeaderDisconnected,
+            };
+            outcomes.push(Outcome::LeadChanged { previous: Some(by.to_owned()), new: Some(id.clone()), reason });
+            outcomes.push(Outcome::Snapshot);
+            new_leader = Some(id);
+        }
+    }
+    if matches!(cause, LeaveCause::Disconnected(_)) && !outcomes.contains(&Outcome::Snapshot) {
+        outcomes.push(Outcome::Snapshot);
+    }
+    outcomes.push(Outcome::Left { socket_id: by.to_owned(), new_leader, cause });
+    outcomes
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::test_support::{join, join_at, run};
+    use crate::core::{Action, CoreError, LeadChange, LeaveCause, Outcome, Role, Session};
+
+    fn seated(names: &[&str]) -> Option<Session> {
+        let mut slot = None;
+        for (i, name) in names.iter().enumerate() {
+            join_at(&mut slot, name, name, false, i as i64).unwrap();
+        }
+        slot
+    }
+
+    #[test]
+    fn first_member_leads_and_the_message_says_so() {
+        let slot = seated(&["alice", "bob"]);
+        let session = slot.unwrap();
+        assert_eq!(session.leader.as_deref(), Some("alice"));
+        assert_eq!(session.member("bob").unwrap().role, Role::Follower);
+        assert_eq!(session.message, "alice is leading");
+    }
+
+    #[test]
+    fn joining_as_leader_takes_the_lead() {
+        let mut slot = seated(&["alice"]);
+        let outcomes = join(&mut slot, "bob", "Bob", true).unwrap();
+        let session = slot.unwrap();
+        assert_eq!(session.leader.as_deref(), Some("bob"));
+        assert_eq!(session.member("alice").unwrap().role, Role::Follower);
+        assert_eq!(session.message, "Bob is leading");
+        assert!(outcomes.iter().any(|o| matches!(o, Outcome::LeadChanged { reason: LeadChange::Joined, .. })));
+    }
+
+    #[test]
+    fn capacity_refuses_the_ninth_and_changes_nothing() {
+        let names: Vec<String> = (0..8).map(|i| format!("m{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut slot = seated(&refs);
+        let before = slot.clone();
+        let err = join(&mut slot, "ninth", "Ninth", true).unwrap_err();
+        assert_eq!(err, CoreError::SessionFull { max: 8 });
+        assert_eq!(err.to_string(), "Session at capacity (8 members)");
+        assert_eq!(slot, before);
+    }
+
+    #[test]
+    fn rejoining_is_idempotent() {
+        let mut slot = seated(&["alice"]);
+        let outcomes = join(&mut slot, "alice", "alice", false).unwrap();
+        assert_eq!(outcomes, vec![Outcome::SnapshotToSender]);
+        assert_eq!(slot.unwrap().members.len(), 1);
+    }
+
+    #[test]
+    fn leader_disconnect_elects_the_earliest_remaining_and_stops_playback() {
+        let mut slot = seated(&["alice", "bob", "carol"]);
+        run(&mut slot, "alice", Action::Play, 10).unwrap();
+        let outcomes =
+            run(&mut slot, "alice", Action::Leave(LeaveCause::Disconnected("transport close".into())), 1_010).unwrap();
+        let session = slot.as_ref().unwrap();
+        assert_eq!(session.leader.as_deref(), Some("bob"));
+        assert!(!session.timeline.is_playing);
+        assert_eq!(session.timeline.position_at(5_000), 1_000.0, "paused where it was");
+        assert_eq!(session.message, "bob is now leading");
+        assert!(
+            matches!(&outcomes[0], Outcome::LeadChanged { new: Some(n), reason: LeadChange::LeaderDisconnected, .. } if n == "bob")
+        );
+        assert_eq!(outcomes[1], Outcome::Snapshot);
+        assert!(matches!(&outcomes[2], Outcome::Left { new_leader: Some(n), .. } if n == "bob"));
+    }
+
+    #[test]
+    fn re_election_follows_join_order_not_names() {
+        let mut slot = seated(&["zed", "yan", "xia"]);
+        run(&mut slot, "zed", Action::Leave(LeaveCause::Left), 50).unwrap();
+        assert_eq!(slot.as_ref().unwrap().leader.as_deref(), Some("yan"));
+        run(&mut slot, "yan", Action::Leave(LeaveCause::Left), 60).unwrap();
+        assert_eq!(slot.as_ref().unwrap().leader.as_deref(), Some("xia"));
+    }
+
+    #[test]
+    fn follower_disconnect_keeps_the_leader_and_still_sends_a_snapshot() {
+        let mut slot = seated(&["alice", "bob"]);
+        let outcomes = run(&mut slot, "bob", Action::Leave(LeaveCause::Disconnected("x".into())), 5).unwrap();
+        assert_eq!(slot.as_ref().unwrap().leader.as_deref(), Some("alice"));
+        assert_eq!(outcomes[0], Outcome::Snapshot);
+        assert!(matches!(&outcomes[1], Outcome::Left { new_leader: None, .. }));
+    }
+
+    #[test]
+    fn last_member_leaving_keeps_an_empty_session_for_the_sweep() {
+        let mut slot = seated(&["alice"]);
+        run(&mut slot, "alice", Action::Leave(LeaveCause::Left), 100).unwrap();
+        let session = slot.unwrap();
+        assert!(session.members.is_empty());
+        assert_eq!(session.leader, None);
+        assert!(!session.is_idle(100 + 999, 1_000));
+        assert!(session.is_idle(100 + 1_000, 1_000));
+    }
+
+    #[test]
+    fn events_from_strangers_are_refused() {
+        let mut slot = seated(&["alice"]);
+        assert_eq!(run(&mut slot, "mallory", Action::Play, 1), Err(CoreError::NotAMember));
+        let mut empty = None;
+        assert_eq!(run(&mut empty, "alice", Action::Play, 1), Err(CoreError::SessionNotFound));
+        assert!(empty.is_none(), "a refused event creates nothing");
+    }
+}

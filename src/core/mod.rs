@@ -1,0 +1,100 @@
+//! The session core: pure rules, no I/O and no clock of its own.
+//!
+//! [`apply`] takes a session slot, a [`Command`] and the current time, and either returns the
+//! [`Outcome`]s to announce or a [`CoreError`] with the slot untouched. Stores call it inside
+//! whatever makes the update atomic for them; protocol adapters render the outcomes.
+
+pub mod command;
+pub mod error;
+mod leadership;
+mod membership;
+pub mod outcome;
+mod playback;
+pub mod seat;
+pub mod session;
+pub mod timeline;
+
+pub use command::{Action, Command, LeaveCause, TempoAnnouncement};
+pub use error::CoreError;
+pub use outcome::{LeadChange, Outcome};
+pub use session::{Member, Role, Session, Vocabulary};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+/// Applies `command` to the session in `slot` (created by a join when empty) at time `now`.
+///
+/// All or nothing: on error `slot` is exactly as it was.
+pub fn apply(
+    slot: &mut Option<Session>,
+    session_id: &str,
+    command: &Command,
+    now: Millis,
+) -> Result<Vec<Outcome>, CoreError> {
+    let mut draft = slot.clone();
+    let outcomes = match &command.action {
+        Action::Join { display_name, wants_lead, vocabulary, max_members } => {
+            let session = draft.get_or_insert_with(|| Session::new(session_id, *max_members, now));
+            membership::join(session, &command.by, display_name, *wants_lead, *vocabulary, now)?
+        }
+        action => {
+            let session = draft.as_mut().ok_or(CoreError::SessionNotFound)?;
+            if session.member(&command.by).is_none() {
+                return Err(CoreError::NotAMember);
+            }
+            if action.needs_lead() && !session.is_leader(&command.by) {
+                return Err(CoreError::NotLeader);
+            }
+            apply_as_member(session, &command.by, action, now)?
+        }
+    };
+    if let Some(session) = draft.as_mut() {
+        session.last_active_at = now;
+    }
+    *slot = draft;
+    Ok(outcomes)
+}
+
+/// The actions of a member already seated, with membership and lead already checked.
+fn apply_as_member(session: &mut Session, by: &str, action: &Action, now: Millis) -> Result<Vec<Outcome>, CoreError> {
+    match action {
+        Action::Join { .. } => unreachable!("joins are handled before membership checks"),
+        Action::Leave(cause) => Ok(membership::leave(session, by, cause.clone(), now)),
+        Action::Heartbeat => {
+            if let Some(member) = session.member_mut(by) {
+                member.last_ping_at = now;
+            }
+            Ok(Vec::new())
+        }
+        Action::SetRole { wants_lead } => Ok(leadership::set_role(session, by, *wants_lead)),
+        Action::RequestLead => Ok(leadership::request(session, by)),
+        Action::ApproveLead { requester } => leadership::approve(session, by, requester, now),
+        Action::DenyLead { requester } => leadership::deny(session, requester),
+        _ => Ok(playback::apply(session, by, action, now)),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub fn join(slot: &mut Option<Session>, by: &str, name: &str, wants_lead: bool) -> Result<Vec<Outcome>, CoreError> {
+        join_at(slot, by, name, wants_lead, 0)
+    }
+
+    pub fn join_at(
+        slot: &mut Option<Session>,
+        by: &str,
+        name: &str,
+        wants_lead: bool,
+        now: Millis,
+    ) -> Result<Vec<Outcome>, CoreError> {
+        let action =
+            Action::Join { display_name: name.into(), wants_lead, vocabulary: Vocabulary::Legacy, max_members: 8 };
+        apply(slot, "demo", &Command { by: by.into(), action }, now)
+    }
+
+    pub fn run(slot: &mut Option<Session>, by: &str, action: Action, now: Millis) -> Result<Vec<Outcome>, CoreError> {
+        apply(slot, "demo", &Command { by: by.into(), action }, now)
+    }
+}
