@@ -17,3 +17,5 @@
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod protocol;
+pub mod store;

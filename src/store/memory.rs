@@ -1,0 +1,94 @@
+//! The embedded store: sessions in a map behind one lock, held only for the pure core call.
+
+use std::{collections::HashMap, sync::Mutex};
+
+use async_trait::async_trait;
+
+use super::{Applied, SessionStore};
+use crate::core::{self, Command, CoreError, Millis, Session};
+
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        // The core never panics halfway through a change (it works on a copy), so a poisoned lock
+        // still guards consistent data.
+        self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
+        let mut sessions = self.lock();
+        let mut slot = sessions.remove(session_id);
+        let result = core::apply(&mut slot, session_id, command, now);
+        let session = slot.map(|s| sessions.entry(session_id.to_owned()).insert_entry(s).get().clone());
+        let outcomes = result?;
+        Ok(Applied { outcomes, session: session.ok_or(CoreError::Internal)? })
+    }
+
+    async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError> {
+        Ok(self.lock().get(session_id).cloned())
+    }
+
+    async fn count(&self) -> Result<usize, CoreError> {
+        Ok(self.lock().len())
+    }
+
+    async fn remove_idle(&self, now: Millis, idle_timeout: Millis) -> Result<Vec<String>, CoreError> {
+        let mut sessions = self.lock();
+        let idle: Vec<String> =
+            sessions.values().filter(|s| s.is_idle(now, idle_timeout)).map(|s| s.id.clone()).collect();
+        for id in &idle {
+            sessions.remove(id);
+        }
+        Ok(idle)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::{Action, LeaveCause, Vocabulary};
+
+    fn join(by: &str) -> Command {
+        let action =
+            Action::Join { display_name: by.into(), wants_lead: false, vocabulary: Vocabulary::Legacy, max_members: 2 };
+        Command { by: by.into(), action }
+    }
+
+    #[tokio::test]
+    async fn a_refused_command_leaves_the_stored_session_as_it_was() {
+        let store = MemoryStore::new();
+        store.apply("s", &join("a"), 0).await.unwrap();
+        store.apply("s", &join("b"), 0).await.unwrap();
+        let before = store.get("s").await.unwrap();
+        assert!(matches!(store.apply("s", &join("c"), 1).await, Err(CoreError::SessionFull { max: 2 })));
+        assert_eq!(store.get("s").await.unwrap(), before);
+        assert!(matches!(
+            store.apply("nope", &Command { by: "a".into(), action: Action::Play }, 1).await,
+            Err(CoreError::SessionNotFound)
+        ));
+        assert_eq!(store.count().await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_sweep_removes_only_empty_sessions_idle_long_enough() {
+        let store = MemoryStore::new();
+        store.apply("busy", &join("a"), 0).await.unwrap();
+        store.apply("empty", &join("b"), 0).await.unwrap();
+        store.apply("empty", &Command { by: "b".into(), action: Action::Leave(LeaveCause::Left) }, 100).await.unwrap();
+        assert!(store.remove_idle(500, 1_000).await.unwrap().is_empty(), "not idle long enough yet");
+        assert_eq!(store.remove_idle(1_100, 1_000).await.unwrap(), vec!["empty".to_string()]);
+        assert!(store.get("busy").await.unwrap().is_some());
+        assert!(store.get("empty").await.unwrap().is_none());
+    }
+}

@@ -1,0 +1,31 @@
+//! Where sessions live. The embedded [`MemoryStore`] is the default; every store applies core
+//! commands atomically, so two members changing one session never lose each other's change.
+
+mod memory;
+
+use async_trait::async_trait;
+
+pub use memory::MemoryStore;
+
+use crate::core::{Command, CoreError, Millis, Outcome, Session};
+
+/// A command's effect: what to announce, and the session as it now is.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub outcomes: Vec<Outcome>,
+    pub session: Session,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Applies `command` to session `session_id` atomically; a refused command changes nothing.
+    async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError>;
+
+    async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError>;
+
+    /// Number of sessions, seated or not.
+    async fn count(&self) -> Result<usize, CoreError>;
+
+    /// Removes empty sessions idle for at least `idle_timeout` and returns their ids.
+    async fn remove_idle(&self, now: Millis, idle_timeout: Millis) -> Result<Vec<String>, CoreError>;
+}
