@@ -17,5 +17,10 @@
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod gateway;
+pub mod http;
 pub mod protocol;
+pub mod server;
+pub mod state;
 pub mod store;
+pub mod sync;

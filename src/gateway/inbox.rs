@@ -1,0 +1,69 @@
+//! One ordered queue per socket.
+//!
+//! socketioxide runs every event handler as its own task, so two events sent back to back can be
+//! handled out of order. Extractors, though, run synchronously in the order packets arrive. The
+//! [`Queued`] extractor therefore does the real work: it pushes the event into the socket's
+//! bounded queue, which the socket's worker drains one event at a time.
+
+use std::{convert::Infallible, sync::Arc};
+
+use serde_json::Value;
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, Event, TryData},
+    handler::FromMessageParts,
+    socket::Socket,
+};
+use tokio::sync::mpsc;
+
+/// Something for a socket's worker to do, in arrival order.
+pub enum Inbound<A: Adapter> {
+    Event {
+        name: String,
+        data: Value,
+        ack: Option<AckSender<A>>,
+    },
+    /// The connection closed, with Socket.IO's reason text.
+    Disconnected(&'static str),
+}
+
+/// The sending half of a socket's queue, kept in the socket's extensions.
+pub struct Inbox<A: Adapter>(pub mpsc::Sender<Inbound<A>>);
+
+impl<A: Adapter> Clone for Inbox<A> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+/// Extracting this queues the event; the handler it is passed to has nothing left to do.
+pub struct Queued;
+
+impl<A: Adapter> FromMessageParts<A> for Queued {
+    type Error = Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<Socket<A>>,
+        value: &mut socketioxide_core::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        let Some(Inbox(queue)) = socket.extensions.get::<Inbox<A>>() else {
+            return Ok(Queued);
+        };
+        let name = Event::from_message_parts(socket, value, ack_id).map(|e| e.0).unwrap_or_default();
+        // A missing or undecodable argument becomes null, which validation refuses clearly.
+        let TryData(data) =
+            TryData::<Value>::from_message_parts(socket, value, ack_id).unwrap_or(TryData(Ok(Value::Null)));
+        let ack = ack_id.map(|_| AckSender::from_message_parts(socket, value, ack_id).expect("infallible"));
+        let event = Inbound::Event { name, data: data.unwrap_or(Value::Null), ack };
+        if let Err(mpsc::error::TrySendError::Full(Inbound::Event { name, .. })) = queue.try_send(event) {
+            tracing::warn!(socket = %socket.id, event = %name, "event queue full; event dropped");
+            let refusal = serde_json::json!({ "message": "Too many events queued; slow down", "code": "RATE_LIMITED" });
+            socket.emit("error", &refusal).ok();
+        }
+        Ok(Queued)
+    }
+}
+
+/// The handler every event is routed to; [`Queued`] has already queued it.
+pub async fn on_any_event(_: Queued) {}

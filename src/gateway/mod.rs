@@ -1,0 +1,67 @@
+//! The Socket.IO side: connection set-up, the per-socket queue and worker, delivery of events.
+//!
+//! Every socket gets a bounded queue ([`inbox`]) and one worker task ([`worker`]) that handles
+//! its events strictly in arrival order. Set-up happens in a connect middleware, which runs
+//! before the client is told it is connected, so no early event can slip past the queue.
+
+pub mod deliver;
+pub mod inbox;
+pub mod locks;
+pub mod quality;
+pub mod rooms;
+mod worker;
+
+use std::{convert::Infallible, sync::Arc};
+
+use socketioxide::{SocketIo, extract::SocketRef, handler::ConnectHandler, socket::DisconnectReason};
+use tokio::sync::mpsc;
+
+use crate::state::AppState;
+use inbox::{Inbound, Inbox};
+
+/// Registers the namespace `/` on `io`.
+pub fn register(io: &SocketIo, app: Arc<AppState>) {
+    let setup = move |socket: SocketRef| {
+        let app = app.clone();
+        async move {
+            set_up(socket, app);
+            Ok::<(), Infallible>(())
+        }
+    };
+    io.ns("/", on_connected.with(setup));
+}
+
+fn set_up(socket: SocketRef, app: Arc<AppState>) {
+    let (queue, events) = mpsc::channel(app.config.max_queued_events as usize);
+    socket.extensions.insert(Inbox(queue));
+    socket.join(rooms::socket(&socket.id.to_string()));
+    socket.on_fallback(inbox::on_any_event);
+    socket.on_disconnect(on_disconnect);
+    app.connections.opened();
+    tokio::spawn(worker::run(socket, events, app));
+}
+
+async fn on_connected(socket: SocketRef) {
+    tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), protocol = ?socket.protocol(), "connected");
+}
+
+async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
+    tracing::info!(socket = %socket.id, reason = %reason, "disconnected");
+    if let Some(Inbox(queue)) = socket.extensions.get::<Inbox<socketioxide::adapter::LocalAdapter>>() {
+        // Queued behind the socket's last events, so they are all handled before it leaves.
+        queue.send(Inbound::Disconnected(reason_text(reason))).await.ok();
+    }
+}
+
+/// The reason strings socket.io's Node server uses, which clients and logs already know.
+fn reason_text(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose => "transport close",
+        DisconnectReason::TransportError | DisconnectReason::MultipleHttpPollingError => "transport error",
+        DisconnectReason::PacketParsingError => "parse error",
+        DisconnectReason::HeartbeatTimeout => "ping timeout",
+        DisconnectReason::ClientNSDisconnect => "client namespace disconnect",
+        DisconnectReason::ServerNSDisconnect => "server namespace disconnect",
+        DisconnectReason::ClosingServer => "server shutting down",
+    }
+}

@@ -1,0 +1,63 @@
+//! HTTP routes beside Socket.IO: service info, health, liveness and readiness.
+
+use std::sync::Arc;
+
+use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use serde_json::json;
+
+use crate::{clock::now_ms, state::AppState};
+
+pub fn routes(app: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/health", get(health))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+fn uptime_ms(app: &AppState) -> u64 {
+    app.started_at.elapsed().as_millis() as u64
+}
+
+async fn index(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "ok": true,
+        "service": "bandsync-server",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime": uptime_ms(&app),
+    }))
+}
+
+async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let (current, peak, total) = app.connections.read();
+    let sessions = app.store.count().await;
+    let status = match (&sessions, app.is_draining()) {
+        (Err(_), _) => "unhealthy",
+        (Ok(_), true) => "degraded",
+        (Ok(_), false) => "healthy",
+    };
+    let code = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let body = json!({
+        "status": status,
+        "ok": status != "unhealthy",
+        "timestamp": now_ms(),
+        "connections": { "current": current, "peak": peak, "total": total },
+        "sessions": { "active": sessions.unwrap_or(0) },
+        "redis": "disabled",
+        "uptime": uptime_ms(&app),
+        "serverId": app.server_id,
+    });
+    (code, Json(body))
+}
+
+async fn livez() -> Json<serde_json::Value> {
+    Json(json!({ "ok": true }))
+}
+
+async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    let store_ok = app.store.count().await.is_ok();
+    let ready = store_ok && !app.is_draining();
+    let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(json!({ "ok": ready, "store": store_ok, "draining": app.is_draining() })))
+}

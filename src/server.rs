@@ -1,0 +1,143 @@
+//! Builds an instance from its settings and serves it until shut down.
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use axum::http::HeaderValue;
+use socketioxide::SocketIo;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::{
+    clock::now_ms,
+    config::Config,
+    gateway, http,
+    protocol::Limits,
+    state::{AppState, ConnectionCounts},
+    store::MemoryStore,
+    sync::Ticker,
+};
+
+/// Packets a socket may have waiting to be written. Bursts (a join's snapshot and stats, then a
+/// tick) must fit, and a slow client must not cost its heartbeat; socketioxide's default is 128.
+const SOCKET_BUFFER_PACKETS: usize = 1024;
+
+/// How long shutdown waits for connections to close before giving up on them.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
+
+/// A bound, not yet serving, instance.
+pub struct Server {
+    listener: TcpListener,
+    router: axum::Router,
+    app: Arc<AppState>,
+}
+
+impl Server {
+    pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let (layer, io) = SocketIo::builder()
+            .req_path("/socket.io")
+            .ping_interval(Duration::from_millis(config.socket_ping_interval_ms))
+            .ping_timeout(Duration::from_millis(config.socket_ping_timeout_ms))
+            .max_payload(config.socket_max_payload_bytes)
+            .max_buffer_size(SOCKET_BUFFER_PACKETS)
+            .build_layer();
+        let server_id = config.server_id.clone().unwrap_or_else(random_server_id);
+        let app = Arc::new(AppState {
+            limits: Limits {
+                max_name: config.max_name_length as usize,
+                max_message: config.max_message_length as usize,
+            },
+            server_id,
+            store: Arc::new(MemoryStore::new()),
+            io: io.clone(),
+            locks: Default::default(),
+            ticker: Ticker::default(),
+            connections: ConnectionCounts::default(),
+            started_at: Instant::now(),
+            draining: Default::default(),
+            config,
+        });
+        gateway::register(&io, app.clone());
+        let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
+        let addr = SocketAddr::new(app.config.host, app.config.port);
+        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        Ok(Self { listener, router, app })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then disconnects every client and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let Self { listener, router, app } = self;
+        tracing::info!(addr = %listener.local_addr()?, server_id = %app.server_id, "listening");
+        let background = spawn_background(app.clone());
+
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain = {
+            let app = app.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: disconnecting clients");
+                app.draining.store(true, Ordering::Relaxed);
+                app.io.close().await;
+                closed_tx.send(()).ok();
+            }
+        };
+        let server = axum::serve(listener, router).with_graceful_shutdown(drain);
+        let serving = tokio::spawn(async move { server.await });
+        // Long-polling requests and upgraded websockets may outlive the close; give them a bounded grace.
+        closed_rx.await.ok();
+        if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
+            tracing::warn!("connections still open after the grace period; closing anyway");
+        }
+        for task in background {
+            task.abort();
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn spawn_background(app: Arc<AppState>) -> Vec<JoinHandle<()>> {
+    vec![tokio::spawn(Ticker::run(app.clone())), tokio::spawn(sweep_idle_sessions(app))]
+}
+
+/// Removes empty sessions idle longer than `SESSION_IDLE_TIMEOUT_MS`, every `CLEANUP_INTERVAL_MS`.
+async fn sweep_idle_sessions(app: Arc<AppState>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(app.config.cleanup_interval_ms));
+    loop {
+        interval.tick().await;
+        match app.store.remove_idle(now_ms(), app.config.session_idle_timeout_ms as i64).await {
+            Ok(removed) => {
+                for id in &removed {
+                    app.ticker.forget(id);
+                    tracing::info!(session = %id, "idle session removed");
+                }
+            }
+            Err(err) => tracing::warn!(%err, "idle sweep failed"),
+        }
+    }
+}
+
+fn cors(config: &Config) -> CorsLayer {
+    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
+    match config.cors_origins() {
+        None => layer.allow_origin(Any),
+        Some(origins) => {
+            let values = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
+            layer.allow_origin(AllowOrigin::list(values))
+        }
+    }
+}
+
+fn random_server_id() -> String {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("bandsync-{:08x}", nanos ^ std::process::id().rotate_left(16))
+}
