@@ -3,7 +3,8 @@
 //! Position is song milliseconds and runs at the rate of the clock while playing, whatever the
 //! tempo: `position(now) = anchor_position + (now - anchor_time)`. Reading it never changes it, so
 //! every reader at any moment computes the same number. Beats are counted on a separate timeline
-//! re-anchored at every tempo change, so the beat count stays continuous when the tempo moves.
+//! re-anchored at every tempo change, so the beat count stays continuous when the tempo moves,
+//! including through a linear tempo ramp, where the beat count is the integral of the tempo.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,12 +13,42 @@ use super::Millis;
 /// Default tempo of a new session, in beats per minute.
 pub const DEFAULT_TEMPO: f64 = 120.0;
 
+/// A linear tempo change from `from` to `to` over `duration` ms, starting at `start`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ramp {
+    pub from: f64,
+    pub to: f64,
+    pub start: Millis,
+    pub duration: f64,
+}
+
+impl Ramp {
+    fn tempo_at(&self, now: Millis) -> f64 {
+        let progress = ((now - self.start) as f64 / self.duration).clamp(0.0, 1.0);
+        self.from + (self.to - self.from) * progress
+    }
+
+    /// Beats from `start` to `now` (clamped to the ramp), the integral of the tempo over that span.
+    fn beats_until(&self, now: Millis) -> f64 {
+        let elapsed = ((now - self.start) as f64).clamp(0.0, self.duration);
+        (self.from * elapsed + (self.to - self.from) * elapsed * elapsed / (2.0 * self.duration)) / 60_000.0
+    }
+
+    fn end(&self) -> Millis {
+        self.start + self.duration.ceil() as Millis
+    }
+}
+
 /// Play state, tempo and the anchors position and beat are computed from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Timeline {
-    /// Beats per minute.
+    /// Beats per minute: the target tempo when a ramp is under way.
     pub tempo: f64,
+    /// A tempo ramp under way, if any; it starts at `anchor_time`.
+    #[serde(default)]
+    pub ramp: Option<Ramp>,
     pub is_playing: bool,
     /// Song position at `anchor_time`.
     anchor_position: f64,
@@ -29,7 +60,14 @@ pub struct Timeline {
 
 impl Default for Timeline {
     fn default() -> Self {
-        Self { tempo: DEFAULT_TEMPO, is_playing: false, anchor_position: 0.0, anchor_beat: 0.0, anchor_time: 0 }
+        Self {
+            tempo: DEFAULT_TEMPO,
+            ramp: None,
+            is_playing: false,
+            anchor_position: 0.0,
+            anchor_beat: 0.0,
+            anchor_time: 0,
+        }
     }
 }
 
@@ -43,19 +81,43 @@ impl Timeline {
         }
     }
 
+    /// The tempo sounding at `now`: on a ramp, somewhere between its ends.
+    pub fn tempo_at(&self, now: Millis) -> f64 {
+        match &self.ramp {
+            Some(ramp) if self.is_playing && now < ramp.end() => ramp.tempo_at(now),
+            _ => self.tempo,
+        }
+    }
+
     /// Beats elapsed since the timeline's start (fractional) at `now`.
     pub fn beat_at(&self, now: Millis) -> f64 {
-        if self.is_playing {
-            self.anchor_beat + (now - self.anchor_time) as f64 * self.tempo / 60_000.0
-        } else {
-            self.anchor_beat
+        if !self.is_playing {
+            return self.anchor_beat;
+        }
+        match &self.ramp {
+            Some(ramp) => {
+                let after_ramp = (now - ramp.end()).max(0) as f64;
+                self.anchor_beat + ramp.beats_until(now) + after_ramp * self.tempo / 60_000.0
+            }
+            None => self.anchor_beat + (now - self.anchor_time) as f64 * self.tempo / 60_000.0,
         }
     }
 
     /// Moves the anchors to `now`, so later changes start from the current position and beat.
+    /// A ramp still under way is cut at `now` and goes on from there, so its tempo and beats
+    /// stay continuous; a paused timeline takes the ramp's target at once.
     fn reanchor(&mut self, now: Millis) {
         self.anchor_position = self.position_at(now);
         self.anchor_beat = self.beat_at(now);
+        self.ramp = match self.ramp.take() {
+            Some(ramp) if self.is_playing && now < ramp.end() => Some(Ramp {
+                from: ramp.tempo_at(now),
+                to: ramp.to,
+                start: now,
+                duration: ramp.duration - (now - ramp.start) as f64,
+            }),
+            _ => None,
+        };
         self.anchor_time = now;
     }
 
@@ -64,14 +126,10 @@ impl Timeline {
         self.is_playing = true;
     }
 
-    pub fn pause(&mut self, now: Millis) {
-        self.reanchor(now);
-        self.is_playing = false;
-    }
-
     /// Stops and rewinds to the start of the song.
     pub fn stop(&mut self, now: Millis) {
         self.is_playing = false;
+        self.ramp = None;
         self.anchor_position = 0.0;
         self.anchor_beat = 0.0;
         self.anchor_time = now;
@@ -86,7 +144,25 @@ impl Timeline {
 
     pub fn set_tempo(&mut self, tempo: f64, now: Millis) {
         self.reanchor(now);
+        self.ramp = None;
         self.tempo = tempo;
+    }
+
+    /// Moves the tempo linearly from the tempo sounding now to `tempo` over `duration` ms.
+    pub fn ramp_tempo(&mut self, tempo: f64, duration: f64, now: Millis) {
+        if duration <= 0.0 || !self.is_playing {
+            return self.set_tempo(tempo, now);
+        }
+        let from = self.tempo_at(now);
+        self.reanchor(now);
+        self.ramp = Some(Ramp { from, to: tempo, start: now, duration });
+        self.tempo = tempo;
+    }
+
+    pub fn pause(&mut self, now: Millis) {
+        self.reanchor(now);
+        self.is_playing = false;
+        self.ramp = None;
     }
 }
 
@@ -125,6 +201,52 @@ mod tests {
         assert_eq!(timeline.beat_at(1_000), 2.0, "no jump at the change");
         assert_eq!(timeline.beat_at(2_000), 3.0);
         assert_eq!(timeline.position_at(2_000), 2_000.0);
+    }
+
+    #[test]
+    fn a_ramp_moves_the_tempo_linearly_and_counts_beats_as_its_integral() {
+        let mut timeline = Timeline::default();
+        timeline.play(0);
+        // From 120 to 180 BPM over 2 s.
+        timeline.ramp_tempo(180.0, 2_000.0, 1_000);
+        assert_eq!(timeline.tempo_at(1_000), 120.0);
+        assert_eq!(timeline.tempo_at(2_000), 150.0);
+        assert_eq!(timeline.tempo_at(3_000), 180.0);
+        assert_eq!(timeline.tempo_at(9_000), 180.0);
+        // 2 beats before the ramp; during it the mean tempo is 150 BPM: 5 beats in 2 s.
+        assert!((timeline.beat_at(3_000) - 7.0).abs() < 1e-9);
+        // After it, 3 beats a second.
+        assert!((timeline.beat_at(4_000) - 10.0).abs() < 1e-9);
+        assert_eq!(timeline.position_at(4_000), 4_000.0, "position ignores tempo");
+    }
+
+    #[test]
+    fn beats_are_continuous_when_a_ramp_is_interrupted() {
+        let mut timeline = Timeline::default();
+        timeline.play(0);
+        timeline.ramp_tempo(60.0, 4_000.0, 0);
+        let before = timeline.beat_at(1_000);
+        let tempo_before = timeline.tempo_at(1_000);
+        timeline.seek(500.0, 1_000);
+        timeline.set_tempo(100.0, 1_000);
+        assert_eq!(tempo_before, 105.0);
+        timeline.ramp_tempo(60.0, 4_000.0, 1_000);
+        assert_eq!(timeline.tempo_at(1_000), 100.0, "a new ramp starts from the tempo sounding now");
+        let mut restarted = Timeline::default();
+        restarted.play(0);
+        restarted.ramp_tempo(60.0, 4_000.0, 0);
+        restarted.reanchor(1_000);
+        assert!((restarted.beat_at(1_000) - before).abs() < 1e-9, "cutting a ramp keeps the beat");
+        assert!((restarted.beat_at(3_000) - Timeline::default_ramp_beats(3_000)).abs() < 1e-9);
+    }
+
+    impl Timeline {
+        fn default_ramp_beats(now: Millis) -> f64 {
+            let mut timeline = Timeline::default();
+            timeline.play(0);
+            timeline.ramp_tempo(60.0, 4_000.0, 0);
+            timeline.beat_at(now)
+        }
     }
 
     #[test]
