@@ -43,6 +43,8 @@ impl Server {
             .ping_interval(Duration::from_millis(config.socket_ping_interval_ms))
             .ping_timeout(Duration::from_millis(config.socket_ping_timeout_ms))
             .max_payload(config.socket_max_payload_bytes)
+            .ws_max_message_size(config.socket_max_payload_bytes as usize)
+            .ws_max_frame_size(config.socket_max_payload_bytes as usize)
             .max_buffer_size(SOCKET_BUFFER_PACKETS)
             .build_layer();
         let server_id = config.server_id.clone().unwrap_or_else(random_server_id);

@@ -72,13 +72,18 @@ impl Default for Timeline {
 }
 
 impl Timeline {
-    /// Song position in milliseconds at `now`. Never negative, even for a clock read before the anchor.
+    /// Song position in milliseconds at `now`. Before a scheduled start it holds where it will start.
     pub fn position_at(&self, now: Millis) -> f64 {
-        if self.is_playing {
-            (self.anchor_position + (now - self.anchor_time) as f64).max(0.0)
+        if self.is_playing && now > self.anchor_time {
+            self.anchor_position + (now - self.anchor_time) as f64
         } else {
             self.anchor_position
         }
+    }
+
+    /// When playback started or will start (a start may be scheduled ahead).
+    pub fn started_at(&self) -> Millis {
+        self.anchor_time
     }
 
     /// The tempo sounding at `now`: on a ramp, somewhere between its ends.
@@ -91,7 +96,7 @@ impl Timeline {
 
     /// Beats elapsed since the timeline's start (fractional) at `now`.
     pub fn beat_at(&self, now: Millis) -> f64 {
-        if !self.is_playing {
+        if !self.is_playing || now <= self.anchor_time {
             return self.anchor_beat;
         }
         match &self.ramp {
@@ -107,6 +112,10 @@ impl Timeline {
     /// A ramp still under way is cut at `now` and goes on from there, so its tempo and beats
     /// stay continuous; a paused timeline takes the ramp's target at once.
     fn reanchor(&mut self, now: Millis) {
+        if self.is_playing && now < self.anchor_time {
+            // A start is scheduled ahead: nothing has moved yet, the anchors stay at the start.
+            return;
+        }
         self.anchor_position = self.position_at(now);
         self.anchor_beat = self.beat_at(now);
         self.ramp = match self.ramp.take() {
@@ -122,8 +131,38 @@ impl Timeline {
     }
 
     pub fn play(&mut self, now: Millis) {
+        self.play_at(now, now);
+    }
+
+    /// Starts playing at `start` (not before `now`), so every device can begin on the same instant.
+    pub fn play_at(&mut self, start: Millis, now: Millis) {
         self.reanchor(now);
+        self.ramp = None;
         self.is_playing = true;
+        self.anchor_time = start.max(now);
+    }
+
+    /// Server time (fractional ms) at which beat count `beat` is reached while playing; `None`
+    /// when stopped. Inverts [`Timeline::beat_at`], through a ramp by solving its quadratic.
+    pub fn time_of_beat(&self, beat: f64) -> Option<f64> {
+        if !self.is_playing {
+            return None;
+        }
+        let start = self.anchor_time as f64;
+        let wanted = (beat - self.anchor_beat).max(0.0) * 60_000.0;
+        let Some(ramp) = &self.ramp else { return Some(start + wanted / self.tempo) };
+        let ramp_beats = ramp.beats_until(ramp.end()) * 60_000.0;
+        if wanted > ramp_beats {
+            return Some(ramp.end() as f64 + (wanted - ramp_beats) / ramp.to);
+        }
+        // from·e + (to − from)·e² / 2D = wanted, for the elapsed e within the ramp.
+        let a = (ramp.to - ramp.from) / (2.0 * ramp.duration);
+        let elapsed = if a.abs() < 1e-12 {
+            wanted / ramp.from
+        } else {
+            (-ramp.from + (ramp.from * ramp.from + 4.0 * a * wanted).sqrt()) / (2.0 * a)
+        };
+        Some(ramp.start as f64 + elapsed)
     }
 
     /// Stops and rewinds to the start of the song.
@@ -155,7 +194,8 @@ impl Timeline {
         }
         let from = self.tempo_at(now);
         self.reanchor(now);
-        self.ramp = Some(Ramp { from, to: tempo, start: now, duration });
+        // The ramp starts with the anchors: now, or at a start scheduled ahead.
+        self.ramp = Some(Ramp { from, to: tempo, start: self.anchor_time, duration });
         self.tempo = tempo;
     }
 
@@ -246,6 +286,37 @@ mod tests {
             timeline.play(0);
             timeline.ramp_tempo(60.0, 4_000.0, 0);
             timeline.beat_at(now)
+        }
+    }
+
+    #[test]
+    fn a_start_scheduled_ahead_holds_position_and_beat_until_it_comes() {
+        let mut timeline = Timeline::default();
+        timeline.seek(1_000.0, 0);
+        timeline.play_at(500, 100);
+        assert_eq!(timeline.position_at(300), 1_000.0);
+        assert_eq!(timeline.position_at(700), 1_200.0);
+        assert_eq!(timeline.started_at(), 500);
+        assert_eq!(timeline.time_of_beat(timeline.beat_at(500)), Some(500.0));
+    }
+
+    #[test]
+    fn time_of_beat_inverts_beat_at_before_during_and_after_a_ramp() {
+        let mut timeline = Timeline::default();
+        timeline.play(0);
+        timeline.ramp_tempo(200.0, 3_000.0, 1_000);
+        // Times from the last change on: earlier ones are history the timeline no longer holds.
+        for t in [1_000, 1_700, 2_999, 4_000, 6_500] {
+            let beat = timeline.beat_at(t);
+            let back = timeline.time_of_beat(beat).unwrap();
+            assert!((back - t as f64).abs() < 1e-6, "t={t} beat={beat} back={back}");
+        }
+        let mut down = Timeline::default();
+        down.play(0);
+        down.ramp_tempo(40.0, 2_000.0, 0);
+        for t in [0, 500, 1_999, 3_000] {
+            let back = down.time_of_beat(down.beat_at(t)).unwrap();
+            assert!((back - t as f64).abs() < 1e-6, "t={t} back={back}");
         }
     }
 
