@@ -54,6 +54,25 @@ pub struct Config {
           default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub legacy_tick_ms: u64,
 
+    /// Interval of the enhanced `position:sync` stream while a session plays (12.5 = 80 Hz).
+    #[arg(long, env = "SYNC_RATE_MS", value_name = "SYNC_RATE_MS", default_value_t = 12.5, value_parser = parse_sync_rate)]
+    pub sync_rate_ms: f64,
+
+    /// How far ahead of now a start schedules the first beat, so every device can begin on it.
+    #[arg(long, env = "START_LEAD_MS", value_name = "START_LEAD_MS",
+          default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+    pub start_lead_ms: u64,
+
+    /// A member whose reported position is further than this from the timeline gets `position:correction`.
+    #[arg(long, env = "DRIFT_THRESHOLD_MS", value_name = "DRIFT_THRESHOLD_MS",
+          default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub drift_threshold_ms: u64,
+
+    /// Interval of the `metrics:update` feed to its subscribers.
+    #[arg(long, env = "METRICS_INTERVAL_MS", value_name = "METRICS_INTERVAL_MS",
+          default_value_t = 5000, value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
+    pub metrics_interval_ms: u64,
+
     /// Interval of the application-level `ping` event; 0 turns it off.
     #[arg(long, env = "LEGACY_PING_INTERVAL_MS", value_name = "LEGACY_PING_INTERVAL_MS",
           default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
@@ -106,6 +125,14 @@ pub struct Config {
     /// `text` for people, `json` for log collectors (one object per line).
     #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+}
+
+fn parse_sync_rate(raw: &str) -> Result<f64, String> {
+    let rate: f64 = raw.trim().parse().map_err(|_| format!("not a number: {raw}"))?;
+    if !(1.0..=1_000.0).contains(&rate) {
+        return Err("must be from 1 to 1000 ms".into());
+    }
+    Ok(rate)
 }
 
 fn parse_name(raw: &str) -> Result<String, String> {

@@ -22,5 +22,6 @@ pub mod http;
 pub mod protocol;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod store;
 pub mod sync;

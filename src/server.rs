@@ -59,6 +59,7 @@ impl Server {
             locks: Default::default(),
             ticker: Ticker::default(),
             connections: ConnectionCounts::default(),
+            sync_stats: Default::default(),
             started_at: Instant::now(),
             draining: Default::default(),
             config,

@@ -10,7 +10,9 @@ use std::{
 
 use socketioxide::SocketIo;
 
-use crate::{config::Config, gateway::locks::SessionLocks, protocol::Limits, store::SessionStore, sync::Ticker};
+use crate::{
+    config::Config, gateway::locks::SessionLocks, protocol::Limits, stats::SyncStats, store::SessionStore, sync::Ticker,
+};
 
 /// The shared parts of one server instance.
 pub struct AppState {
@@ -21,6 +23,7 @@ pub struct AppState {
     pub locks: SessionLocks,
     pub ticker: Ticker,
     pub connections: ConnectionCounts,
+    pub sync_stats: SyncStats,
     pub limits: Limits,
     pub started_at: Instant,
     /// Set once shutdown begins: readiness fails and new work is refused.

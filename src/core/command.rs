@@ -3,16 +3,16 @@
 //! Every field is already validated: protocol adapters parse payloads into these types, so the
 //! core only decides whether the request is allowed in the session's current state.
 
-use super::session::Vocabulary;
+use super::session::{Role, TimeSignature, Vocabulary};
 
-/// Which legacy tempo announcement the leader asked for.
+/// Which tempo announcement legacy members get besides the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TempoAnnouncement {
-    /// `set_tempo`: the change shows in the next snapshot only.
+    /// `set_tempo`: the change shows in the snapshot only.
     Silent,
     /// `tempo_change`.
     Change,
-    /// `tempo_changed`, the real-time variant.
+    /// `tempo_changed`, the real-time variant; also what an enhanced `tempo:change` shows as.
     Changed,
 }
 
@@ -25,6 +25,43 @@ pub enum LeaveCause {
     Disconnected(String),
 }
 
+/// Who is joining: the member record to seat.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Joiner {
+    pub display_name: String,
+    pub vocabulary: Vocabulary,
+    pub user_id: Option<String>,
+    pub instrument: Option<String>,
+    pub preferred_role: Option<Role>,
+}
+
+/// The settings of a session a join creates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionSetup {
+    pub max_members: usize,
+    pub band_id: Option<String>,
+    pub session_name: Option<String>,
+    pub tempo: Option<f64>,
+    pub time_signature: Option<TimeSignature>,
+}
+
+impl SessionSetup {
+    pub fn with_max_members(max_members: usize) -> Self {
+        Self { max_members, band_id: None, session_name: None, tempo: None, time_signature: None }
+    }
+}
+
+/// Whether a join may, must or must not create the session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Creation {
+    /// Legacy `join_session`, or `session:join {create: true}`.
+    IfMissing(SessionSetup),
+    /// `session:join`: a missing session is `SESSION_NOT_FOUND`.
+    MustExist,
+    /// `session:create`, under a fresh id.
+    New(SessionSetup),
+}
+
 /// A request to change a session, made by the socket `by`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Command {
@@ -34,27 +71,33 @@ pub struct Command {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Seats the sender, creating the session when missing.
+    /// Seats the sender.
     Join {
-        display_name: String,
+        joiner: Joiner,
         wants_lead: bool,
-        vocabulary: Vocabulary,
-        /// Seats of a session this join creates.
-        max_members: usize,
+        creation: Creation,
     },
     Leave(LeaveCause),
     /// Takes the lead at once (`wants_lead`) or steps down.
     SetRole {
         wants_lead: bool,
     },
+    /// Sets the tempo, moving to it linearly over `ramp_ms` while playing.
     SetTempo {
         tempo: f64,
         announcement: TempoAnnouncement,
-        fade_time: f64,
+        ramp_ms: f64,
     },
-    Play,
-    Pause,
-    Stop,
+    /// Starts playing `lead_ms` from now, optionally at a new tempo and time signature.
+    Start {
+        tempo: Option<f64>,
+        time_signature: Option<TimeSignature>,
+        lead_ms: i64,
+    },
+    /// Stops playing: holds the position (pause) or rewinds to 0 (`reset`).
+    Stop {
+        reset: bool,
+    },
     Seek {
         position: f64,
     },
@@ -62,9 +105,16 @@ pub enum Action {
         beat_position: f64,
         master_time: f64,
     },
+    /// The leader sets the position (legacy `position_sync`).
     PositionSync {
         position: f64,
         client_timestamp: f64,
+    },
+    /// A member reports where it is; it is corrected when off by more than `threshold_ms`.
+    PositionReport {
+        position: f64,
+        client_time: f64,
+        threshold_ms: f64,
     },
     UpdateMessage {
         message: String,
@@ -86,6 +136,10 @@ pub enum Action {
     DenyLead {
         requester: String,
     },
+    /// The leader hands the lead to another member directly.
+    Transfer {
+        to: String,
+    },
 }
 
 impl Action {
@@ -94,14 +148,14 @@ impl Action {
         matches!(
             self,
             Action::SetTempo { .. }
-                | Action::Play
-                | Action::Pause
-                | Action::Stop
+                | Action::Start { .. }
+                | Action::Stop { .. }
                 | Action::Seek { .. }
                 | Action::BeatSync { .. }
                 | Action::PositionSync { .. }
                 | Action::ApproveLead { .. }
                 | Action::DenyLead { .. }
+                | Action::Transfer { .. }
         )
     }
 }

@@ -50,26 +50,40 @@ pub(super) fn approve(
     requester: &str,
     now: Millis,
 ) -> Result<Vec<Outcome>, CoreError> {
-    if requester == by {
+    let denied: Vec<String> = session.pending_leader_requests.iter().filter(|r| *r != requester).cloned().collect();
+    let mut outcomes = hand_over(session, by, requester, "requesterId", LeadChange::HandedOver, now)?;
+    outcomes.push(Outcome::HandOverSettled { previous: by.to_owned(), new: requester.to_owned(), denied });
+    Ok(outcomes)
+}
+
+/// `role:transfer`: the leader gives the lead to another member, as an approved request would.
+pub(super) fn transfer(session: &mut Session, by: &str, to: &str, now: Millis) -> Result<Vec<Outcome>, CoreError> {
+    hand_over(session, by, to, "toSocketId", LeadChange::Transferred, now)
+}
+
+/// Moves the lead from `by` to `to`. A hand-over stops playback, so the new leader starts it.
+fn hand_over(
+    session: &mut Session,
+    by: &str,
+    to: &str,
+    field: &str,
+    reason: LeadChange,
+    now: Millis,
+) -> Result<Vec<Outcome>, CoreError> {
+    if to == by {
         return Err(CoreError::Validation("You already lead this session".into()));
     }
-    let name = match session.member(requester) {
+    let name = match session.member(to) {
         Some(member) => member.display_name.clone(),
-        None => return Err(CoreError::Validation("requesterId is not a member of this session".into())),
+        None => return Err(CoreError::Validation(format!("{field} is not a member of this session"))),
     };
-    let denied: Vec<String> = session.pending_leader_requests.iter().filter(|r| *r != requester).cloned().collect();
     session.pending_leader_requests.clear();
-    session.set_leader(Some(requester));
+    session.set_leader(Some(to));
     session.timeline.pause(now);
     session.message = format!("{name} is leading");
     Ok(vec![
-        Outcome::LeadChanged {
-            previous: Some(by.to_owned()),
-            new: Some(requester.to_owned()),
-            reason: LeadChange::HandedOver,
-        },
+        Outcome::LeadChanged { previous: Some(by.to_owned()), new: Some(to.to_owned()), reason },
         Outcome::Snapshot,
-        Outcome::HandOverSettled { previous: by.to_owned(), new: requester.to_owned(), denied },
     ])
 }
 
@@ -119,7 +133,7 @@ mod tests {
     #[test]
     fn requests_go_to_the_leader_and_approval_hands_over_and_denies_the_rest() {
         let mut slot = band();
-        run(&mut slot, "lead", Action::Play, 5).unwrap();
+        run(&mut slot, "lead", Action::Start { tempo: None, time_signature: None, lead_ms: 0 }, 5).unwrap();
         let outcomes = run(&mut slot, "ann", Action::RequestLead, 10).unwrap();
         assert!(matches!(&outcomes[0], Outcome::LeadRequested { leader, .. } if leader == "lead"));
         run(&mut slot, "ben", Action::RequestLead, 11).unwrap();

@@ -1,13 +1,51 @@
 //! Joining, leaving and re-electing a leader when the leader goes.
 
-use super::{CoreError, LeadChange, LeaveCause, Member, Millis, Outcome, Role, Session, Vocabulary};
+use super::{
+    CoreError, LeadChange, LeaveCause, Member, Millis, Outcome, Role, Session,
+    command::{Creation, Joiner, SessionSetup},
+};
+
+/// Finds or creates the session a join is for, as `creation` allows.
+pub(super) fn session_for_join<'a>(
+    slot: &'a mut Option<Session>,
+    session_id: &str,
+    by: &str,
+    creation: &Creation,
+    now: Millis,
+) -> Result<&'a mut Session, CoreError> {
+    let setup = match (creation, slot.is_some()) {
+        // A fresh id that is already taken: the id generator failed us.
+        (Creation::New(_), true) => return Err(CoreError::Internal),
+        (Creation::MustExist, false) => return Err(CoreError::SessionNotFound),
+        (Creation::New(setup) | Creation::IfMissing(setup), false) => Some(setup),
+        (_, true) => None,
+    };
+    if let Some(setup) = setup {
+        let creator = matches!(creation, Creation::New(_)).then_some(by);
+        *slot = Some(new_session(session_id, setup, creator, now));
+    }
+    Ok(slot.as_mut().expect("found or created"))
+}
+
+fn new_session(id: &str, setup: &SessionSetup, creator: Option<&str>, now: Millis) -> Session {
+    let mut session = Session::new(id, setup.max_members, now);
+    session.band_id = setup.band_id.clone();
+    session.session_name = setup.session_name.clone();
+    session.creator_id = creator.map(str::to_owned);
+    if let Some(tempo) = setup.tempo {
+        session.timeline.set_tempo(tempo, now);
+    }
+    if let Some(signature) = setup.time_signature {
+        session.time_signature = signature;
+    }
+    session
+}
 
 pub(super) fn join(
     session: &mut Session,
     by: &str,
-    display_name: &str,
+    joiner: &Joiner,
     wants_lead: bool,
-    vocabulary: Vocabulary,
     now: Millis,
 ) -> Result<Vec<Outcome>, CoreError> {
     if session.member(by).is_some() {
@@ -16,13 +54,17 @@ pub(super) fn join(
     if session.is_full() {
         return Err(CoreError::SessionFull { max: session.max_members });
     }
+    let display_name = joiner.display_name.as_str();
     session.members.push(Member {
         socket_id: by.to_owned(),
         display_name: display_name.to_owned(),
         role: Role::Follower,
         joined_at: now,
         last_ping_at: now,
-        vocabulary,
+        vocabulary: joiner.vocabulary,
+        user_id: joiner.user_id.clone(),
+        instrument: joiner.instrument.clone(),
+        preferred_role: joiner.preferred_role,
     });
     let previous = session.leader.clone();
     let takes_lead = previous.is_none() || wants_lead;
@@ -73,6 +115,10 @@ pub(super) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Mil
 mod tests {
     use crate::core::test_support::{join, join_at, run};
     use crate::core::{Action, CoreError, LeadChange, LeaveCause, Outcome, Role, Session};
+
+    fn start() -> Action {
+        Action::Start { tempo: None, time_signature: None, lead_ms: 0 }
+    }
 
     fn seated(names: &[&str]) -> Option<Session> {
         let mut slot = None;
@@ -125,7 +171,7 @@ mod tests {
     #[test]
     fn leader_disconnect_elects_the_earliest_remaining_and_stops_playback() {
         let mut slot = seated(&["alice", "bob", "carol"]);
-        run(&mut slot, "alice", Action::Play, 10).unwrap();
+        run(&mut slot, "alice", start(), 10).unwrap();
         let outcomes =
             run(&mut slot, "alice", Action::Leave(LeaveCause::Disconnected("transport close".into())), 1_010).unwrap();
         let session = slot.as_ref().unwrap();
@@ -172,9 +218,9 @@ mod tests {
     #[test]
     fn events_from_strangers_are_refused() {
         let mut slot = seated(&["alice"]);
-        assert_eq!(run(&mut slot, "mallory", Action::Play, 1), Err(CoreError::NotAMember));
+        assert_eq!(run(&mut slot, "mallory", start(), 1), Err(CoreError::NotAMember));
         let mut empty = None;
-        assert_eq!(run(&mut empty, "alice", Action::Play, 1), Err(CoreError::SessionNotFound));
+        assert_eq!(run(&mut empty, "alice", start(), 1), Err(CoreError::SessionNotFound));
         assert!(empty.is_none(), "a refused event creates nothing");
     }
 }

@@ -14,10 +14,10 @@ pub mod seat;
 pub mod session;
 pub mod timeline;
 
-pub use command::{Action, Command, LeaveCause, TempoAnnouncement};
+pub use command::{Action, Command, Creation, Joiner, LeaveCause, SessionSetup, TempoAnnouncement};
 pub use error::CoreError;
 pub use outcome::{LeadChange, Outcome};
-pub use session::{Member, Role, Session, Vocabulary};
+pub use session::{Member, Role, Session, TimeSignature, Vocabulary};
 
 /// Milliseconds since the Unix epoch.
 pub type Millis = i64;
@@ -33,9 +33,9 @@ pub fn apply(
 ) -> Result<Vec<Outcome>, CoreError> {
     let mut draft = slot.clone();
     let outcomes = match &command.action {
-        Action::Join { display_name, wants_lead, vocabulary, max_members } => {
-            let session = draft.get_or_insert_with(|| Session::new(session_id, *max_members, now));
-            membership::join(session, &command.by, display_name, *wants_lead, *vocabulary, now)?
+        Action::Join { joiner, wants_lead, creation } => {
+            let session = membership::session_for_join(&mut draft, session_id, &command.by, creation, now)?;
+            membership::join(session, &command.by, joiner, *wants_lead, now)?
         }
         action => {
             let session = draft.as_mut().ok_or(CoreError::SessionNotFound)?;
@@ -69,8 +69,13 @@ fn apply_as_member(session: &mut Session, by: &str, action: &Action, now: Millis
         Action::SetRole { wants_lead } => Ok(leadership::set_role(session, by, *wants_lead)),
         Action::RequestLead => Ok(leadership::request(session, by)),
         Action::ApproveLead { requester } => leadership::approve(session, by, requester, now),
+        Action::Transfer { to } => leadership::transfer(session, by, to, now),
         Action::DenyLead { requester } => leadership::deny(session, requester),
-        _ => Ok(playback::apply(session, by, action, now)),
+        Action::Chat { message, username } => {
+            let display_name = session.member(by).map(|m| m.display_name.clone()).unwrap_or_default();
+            Ok(vec![Outcome::Chat { message: message.clone(), username: username.clone(), display_name }])
+        }
+        _ => Ok(playback::apply(session, action, now)),
     }
 }
 
@@ -89,8 +94,9 @@ pub(crate) mod test_support {
         wants_lead: bool,
         now: Millis,
     ) -> Result<Vec<Outcome>, CoreError> {
+        let joiner = Joiner { display_name: name.into(), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
         let action =
-            Action::Join { display_name: name.into(), wants_lead, vocabulary: Vocabulary::Legacy, max_members: 8 };
+            Action::Join { joiner, wants_lead, creation: Creation::IfMissing(SessionSetup::with_max_members(8)) };
         apply(slot, "demo", &Command { by: by.into(), action }, now)
     }
 

@@ -27,6 +27,24 @@ pub enum LeadChange {
     HandedOver,
     /// A member asked while nobody led, and got the lead at once.
     Granted,
+    /// The leader gave the lead to another member (`role:transfer`).
+    Transferred,
+}
+
+impl LeadChange {
+    /// The reason as the wire names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeadChange::LeaderDisconnected => "leader_disconnected",
+            LeadChange::LeaderLeft => "leader_left",
+            LeadChange::Joined => "joined",
+            LeadChange::TakenOver => "taken_over",
+            LeadChange::SteppedDown => "stepped_down",
+            LeadChange::HandedOver => "request_approved",
+            LeadChange::Granted => "no_leader",
+            LeadChange::Transferred => "transfer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,9 +72,11 @@ pub enum Outcome {
         new: String,
         denied: Vec<String>,
     },
+    /// Playback starts at `start_time` (possibly a little ahead of now) from `position`.
     Started {
         position: f64,
         tempo: f64,
+        start_time: Millis,
     },
     Paused {
         position: f64,
@@ -68,7 +88,7 @@ pub enum Outcome {
     TempoAnnounced {
         old: f64,
         new: f64,
-        fade_time: f64,
+        ramp_ms: f64,
         announcement: TempoAnnouncement,
     },
     BeatSynced {
@@ -80,9 +100,17 @@ pub enum Outcome {
         position: f64,
         client_timestamp: f64,
     },
+    /// A member's position report, checked against the timeline.
+    PositionChecked {
+        reported: f64,
+        expected: f64,
+        drift: f64,
+        needs_correction: bool,
+    },
     Chat {
         message: String,
-        username: String,
+        username: Option<String>,
+        display_name: String,
     },
     RoleNotice {
         role: String,
@@ -98,9 +126,10 @@ pub enum Outcome {
     },
 }
 
-/// Outcomes of one command, and the time they were computed at.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcomes {
-    pub at: Millis,
-    pub list: Vec<Outcome>,
+impl Outcome {
+    /// True for the start, stop and seek outcomes, which enhanced members hear of by their own
+    /// events rather than a state sync.
+    pub fn is_transport(&self) -> bool {
+        matches!(self, Outcome::Started { .. } | Outcome::Paused { .. } | Outcome::Stopped | Outcome::Seeked { .. })
+    }
 }

@@ -1,31 +1,36 @@
-//! The leader's transport controls and the session's shared text: tempo, play, pause, stop,
-//! seek, position and beat reports, the message line and chat.
+//! The leader's transport controls and the session's shared text: tempo, start, stop, seek,
+//! position and beat reports, and the message line.
 
-use super::{Action, Millis, Outcome, Session, TempoAnnouncement, session::default_display_name};
+use super::{Action, Millis, Outcome, Session};
 
-pub(super) fn apply(session: &mut Session, by: &str, action: &Action, now: Millis) -> Vec<Outcome> {
+pub(super) fn apply(session: &mut Session, action: &Action, now: Millis) -> Vec<Outcome> {
     let timeline = &mut session.timeline;
     match action {
-        Action::SetTempo { tempo, announcement, fade_time } => {
-            let old = timeline.tempo;
-            timeline.set_tempo(*tempo, now);
-            match announcement {
-                TempoAnnouncement::Silent => vec![Outcome::Snapshot],
-                _ => vec![
-                    Outcome::TempoAnnounced { old, new: *tempo, fade_time: *fade_time, announcement: *announcement },
-                    Outcome::Snapshot,
-                ],
+        Action::SetTempo { tempo, announcement, ramp_ms } => {
+            let old = timeline.tempo_at(now);
+            timeline.ramp_tempo(*tempo, *ramp_ms, now);
+            vec![
+                Outcome::TempoAnnounced { old, new: *tempo, ramp_ms: *ramp_ms, announcement: *announcement },
+                Outcome::Snapshot,
+            ]
+        }
+        Action::Start { tempo, time_signature, lead_ms } => {
+            if let Some(signature) = time_signature {
+                session.time_signature = *signature;
             }
+            if let Some(tempo) = tempo {
+                timeline.set_tempo(*tempo, now);
+            }
+            timeline.play_at(now + lead_ms, now);
+            let start_time = timeline.started_at();
+            let position = timeline.position_at(start_time);
+            vec![Outcome::Snapshot, Outcome::Started { position, tempo: timeline.tempo, start_time }]
         }
-        Action::Play => {
-            timeline.play(now);
-            vec![Outcome::Snapshot, Outcome::Started { position: timeline.position_at(now), tempo: timeline.tempo }]
-        }
-        Action::Pause => {
+        Action::Stop { reset: false } => {
             timeline.pause(now);
             vec![Outcome::Snapshot, Outcome::Paused { position: timeline.position_at(now) }]
         }
-        Action::Stop => {
+        Action::Stop { reset: true } => {
             timeline.stop(now);
             vec![Outcome::Snapshot, Outcome::Stopped]
         }
@@ -44,19 +49,30 @@ pub(super) fn apply(session: &mut Session, by: &str, action: &Action, now: Milli
             timeline.seek(*position, now);
             vec![Outcome::PositionSynced { position: *position, client_timestamp: *client_timestamp }]
         }
+        Action::PositionReport { position, client_time, threshold_ms } => {
+            let expected = timeline.position_at(report_time(*client_time, now));
+            let drift = position - expected;
+            let needs_correction = timeline.is_playing && drift.abs() > *threshold_ms;
+            vec![Outcome::PositionChecked { reported: *position, expected, drift, needs_correction }]
+        }
         Action::UpdateMessage { message } => {
             session.message = message.clone();
             vec![Outcome::Snapshot]
-        }
-        Action::Chat { message, username } => {
-            let username = username.clone().unwrap_or_else(|| default_display_name(by));
-            vec![Outcome::Chat { message: message.clone(), username }]
         }
         Action::RoleNotice { role, previous_role } => {
             vec![Outcome::RoleNotice { role: role.clone(), previous_role: previous_role.clone() }]
         }
         other => unreachable!("not a playback action: {other:?}"),
     }
+}
+
+/// How far a report's own timestamp may be from the server's clock and still be trusted. A synced
+/// client stamps its report in server time, which removes the report's transit time from the
+/// comparison; an unsynced one is compared at the moment the report arrived.
+const TRUSTED_CLIENT_CLOCK_MS: f64 = 1_000.0;
+
+fn report_time(client_time: f64, now: Millis) -> Millis {
+    if (client_time - now as f64).abs() <= TRUSTED_CLIENT_CLOCK_MS { client_time.round() as Millis } else { now }
 }
 
 #[cfg(test)]
@@ -71,41 +87,62 @@ mod tests {
         slot
     }
 
+    fn start() -> Action {
+        Action::Start { tempo: None, time_signature: None, lead_ms: 0 }
+    }
+
+    fn tempo(tempo: f64, announcement: TempoAnnouncement, ramp_ms: f64) -> Action {
+        Action::SetTempo { tempo, announcement, ramp_ms }
+    }
+
     #[test]
     fn followers_cannot_touch_the_transport() {
         let mut slot = duo();
         let before = slot.clone();
-        for action in [Action::Play, Action::Pause, Action::Stop, Action::Seek { position: 5.0 }] {
+        for action in [
+            start(),
+            Action::Stop { reset: false },
+            Action::Stop { reset: true },
+            Action::Seek { position: 5.0 },
+            tempo(90.0, TempoAnnouncement::Silent, 0.0),
+            Action::Transfer { to: "fan".into() },
+        ] {
             assert_eq!(run(&mut slot, "fan", action, 10), Err(CoreError::NotLeader));
         }
-        let tempo = Action::SetTempo { tempo: 90.0, announcement: TempoAnnouncement::Silent, fade_time: 0.0 };
-        assert_eq!(run(&mut slot, "fan", tempo, 10), Err(CoreError::NotLeader));
         assert_eq!(slot, before);
     }
 
     #[test]
-    fn play_announces_snapshot_then_play_with_the_position() {
+    fn start_announces_snapshot_then_start_with_the_position() {
         let mut slot = duo();
         run(&mut slot, "lead", Action::Seek { position: 2_000.0 }, 5).unwrap();
-        let outcomes = run(&mut slot, "lead", Action::Play, 10).unwrap();
-        assert_eq!(outcomes, vec![Outcome::Snapshot, Outcome::Started { position: 2_000.0, tempo: 120.0 }]);
-        let outcomes = run(&mut slot, "lead", Action::Pause, 510).unwrap();
+        let outcomes = run(&mut slot, "lead", start(), 10).unwrap();
+        assert_eq!(
+            outcomes,
+            vec![Outcome::Snapshot, Outcome::Started { position: 2_000.0, tempo: 120.0, start_time: 10 }]
+        );
+        let outcomes = run(&mut slot, "lead", Action::Stop { reset: false }, 510).unwrap();
         assert_eq!(outcomes[1], Outcome::Paused { position: 2_500.0 });
     }
 
     #[test]
-    fn announced_tempo_changes_come_before_the_snapshot() {
+    fn a_start_lead_schedules_the_first_beat_ahead() {
         let mut slot = duo();
-        let change = Action::SetTempo { tempo: 90.0, announcement: TempoAnnouncement::Change, fade_time: 250.0 };
-        let outcomes = run(&mut slot, "lead", change, 10).unwrap();
+        let action = Action::Start { tempo: Some(100.0), time_signature: Some("3/4".parse().unwrap()), lead_ms: 150 };
+        let outcomes = run(&mut slot, "lead", action, 1_000).unwrap();
+        assert_eq!(outcomes[1], Outcome::Started { position: 0.0, tempo: 100.0, start_time: 1_150 });
+        let session = slot.unwrap();
+        assert_eq!(session.time_signature.beats_per_bar, 3);
+        assert_eq!(session.timeline.position_at(1_100), 0.0);
+    }
+
+    #[test]
+    fn every_tempo_change_is_announced_before_the_snapshot() {
+        let mut slot = duo();
+        let outcomes = run(&mut slot, "lead", tempo(90.0, TempoAnnouncement::Change, 250.0), 10).unwrap();
         assert_eq!(
             outcomes[0],
-            Outcome::TempoAnnounced {
-                old: 120.0,
-                new: 90.0,
-                fade_time: 250.0,
-                announcement: TempoAnnouncement::Change
-            }
+            Outcome::TempoAnnounced { old: 120.0, new: 90.0, ramp_ms: 250.0, announcement: TempoAnnouncement::Change }
         );
         assert_eq!(outcomes[1], Outcome::Snapshot);
         assert_eq!(slot.unwrap().timeline.tempo, 90.0);
@@ -114,18 +151,41 @@ mod tests {
     #[test]
     fn the_last_tempo_sent_wins() {
         let mut slot = duo();
-        for (i, tempo) in [90.0, 100.0].into_iter().enumerate() {
-            let action = Action::SetTempo { tempo, announcement: TempoAnnouncement::Silent, fade_time: 0.0 };
-            run(&mut slot, "lead", action, i as i64).unwrap();
+        for (i, bpm) in [90.0, 100.0].into_iter().enumerate() {
+            run(&mut slot, "lead", tempo(bpm, TempoAnnouncement::Silent, 0.0), i as i64).unwrap();
         }
         assert_eq!(slot.unwrap().timeline.tempo, 100.0);
     }
 
     #[test]
-    fn chat_defaults_the_username_from_the_socket_id() {
+    fn position_reports_are_corrected_only_beyond_the_threshold() {
         let mut slot = duo();
-        let chat = Action::Chat { message: "hi".into(), username: None };
-        let outcomes = run(&mut slot, "fan", chat, 10).unwrap();
-        assert_eq!(outcomes, vec![Outcome::Chat { message: "hi".into(), username: "User fan".into() }]);
+        run(&mut slot, "lead", start(), 1_000).unwrap();
+        let report = |position: f64| Action::PositionReport { position, client_time: 2_000.0, threshold_ms: 25.0 };
+        let outcomes = run(&mut slot, "fan", report(1_010.0), 2_020).unwrap();
+        assert_eq!(
+            outcomes,
+            vec![Outcome::PositionChecked {
+                reported: 1_010.0,
+                expected: 1_000.0,
+                drift: 10.0,
+                needs_correction: false
+            }]
+        );
+        let outcomes = run(&mut slot, "fan", report(1_100.0), 2_020).unwrap();
+        assert!(
+            matches!(outcomes[0], Outcome::PositionChecked { drift, needs_correction: true, .. } if drift == 100.0)
+        );
+        let outcomes = run(&mut slot, "fan", report(975.0), 2_020).unwrap();
+        assert!(matches!(outcomes[0], Outcome::PositionChecked { needs_correction: false, .. }), "25 ms is within");
+    }
+
+    #[test]
+    fn an_unsynced_clock_is_compared_at_arrival() {
+        let mut slot = duo();
+        run(&mut slot, "lead", start(), 0).unwrap();
+        let far_clock = Action::PositionReport { position: 5_000.0, client_time: 99_999_999.0, threshold_ms: 25.0 };
+        let outcomes = run(&mut slot, "fan", far_clock, 5_000).unwrap();
+        assert!(matches!(outcomes[0], Outcome::PositionChecked { drift, .. } if drift == 0.0));
     }
 }

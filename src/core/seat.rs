@@ -7,7 +7,8 @@ pub enum SeatChange {
     Join,
     /// Already in `target`: joining again re-sends the state and adds no member.
     Rejoin,
-    /// Seated elsewhere: leave that session first.
+    /// Seated elsewhere: leave that session once the join has succeeded, so a refused join
+    /// leaves the socket where it was.
     Move { leave: String },
 }
 

@@ -22,9 +22,10 @@ impl Role {
 }
 
 /// The event vocabulary a member joined with; every change is rendered to it in that vocabulary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Vocabulary {
+    #[default]
     Legacy,
     Enhanced,
 }
@@ -40,6 +41,63 @@ pub struct Member {
     /// Last `heartbeat` (or join) from this member.
     pub last_ping_at: Millis,
     pub vocabulary: Vocabulary,
+    /// The enhanced protocol's own account id, when the client gives one.
+    #[serde(default)]
+    pub user_id: Option<String>,
+    #[serde(default)]
+    pub instrument: Option<String>,
+    #[serde(default)]
+    pub preferred_role: Option<Role>,
+}
+
+/// Beats per bar over the note value that gets the beat, written `"4/4"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct TimeSignature {
+    pub beats_per_bar: u8,
+    pub note_value: u8,
+}
+
+impl Default for TimeSignature {
+    fn default() -> Self {
+        Self { beats_per_bar: 4, note_value: 4 }
+    }
+}
+
+impl std::fmt::Display for TimeSignature {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.beats_per_bar, self.note_value)
+    }
+}
+
+impl std::str::FromStr for TimeSignature {
+    type Err = String;
+
+    /// `"3/4"`, `"7/8"`: 1–32 beats per bar over a note value of 1, 2, 4, 8, 16 or 32.
+    fn from_str(text: &str) -> Result<Self, String> {
+        let invalid = || format!("timeSignature must look like \"4/4\", not \"{text}\"");
+        let (beats, note) = text.trim().split_once('/').ok_or_else(invalid)?;
+        let beats_per_bar: u8 = beats.trim().parse().map_err(|_| invalid())?;
+        let note_value: u8 = note.trim().parse().map_err(|_| invalid())?;
+        if !(1..=32).contains(&beats_per_bar) || ![1, 2, 4, 8, 16, 32].contains(&note_value) {
+            return Err(invalid());
+        }
+        Ok(Self { beats_per_bar, note_value })
+    }
+}
+
+impl From<TimeSignature> for String {
+    fn from(signature: TimeSignature) -> Self {
+        signature.to_string()
+    }
+}
+
+impl TryFrom<String> for TimeSignature {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse()
+    }
 }
 
 /// Everything the server knows about one session.
@@ -58,6 +116,16 @@ pub struct Session {
     pub max_members: usize,
     /// Members waiting for the leader to answer their request for the lead, oldest first.
     pub pending_leader_requests: Vec<String>,
+    /// The band this session belongs to, for discovery (`band:session_list`).
+    #[serde(default)]
+    pub band_id: Option<String>,
+    #[serde(default)]
+    pub session_name: Option<String>,
+    #[serde(default)]
+    pub time_signature: TimeSignature,
+    /// The socket that created the session with `session:create`.
+    #[serde(default)]
+    pub creator_id: Option<String>,
 }
 
 impl Session {
@@ -72,6 +140,10 @@ impl Session {
             last_active_at: now,
             max_members,
             pending_leader_requests: Vec::new(),
+            band_id: None,
+            session_name: None,
+            time_signature: TimeSignature::default(),
+            creator_id: None,
         }
     }
 
@@ -113,4 +185,25 @@ pub fn default_display_name(socket_id: &str) -> String {
     let chars: Vec<char> = socket_id.chars().collect();
     let tail: String = chars[chars.len().saturating_sub(4)..].iter().collect();
     format!("User {tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_signatures_parse_and_print() {
+        let three_four: TimeSignature = "3/4".parse().unwrap();
+        assert_eq!(three_four.beats_per_bar, 3);
+        assert_eq!(three_four.to_string(), "3/4");
+        for bad in ["4", "0/4", "4/3", "x/4", "33/4", ""] {
+            assert!(bad.parse::<TimeSignature>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn default_display_name_takes_the_last_four_characters() {
+        assert_eq!(default_display_name("abcdefgh"), "User efgh");
+        assert_eq!(default_display_name("ab"), "User ab");
+    }
 }

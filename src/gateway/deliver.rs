@@ -5,13 +5,15 @@ use socketioxide::{SocketIo, extract::SocketRef};
 use super::rooms;
 use crate::protocol::{Emission, Target};
 
-/// Sends `emissions` in order; `room` is the Socket.IO room [`Target::Room`] stands for.
-pub async fn deliver(io: &SocketIo, sender: &SocketRef, room: &str, emissions: &[Emission]) {
+/// Sends `emissions` about session `session_id` in order.
+pub async fn deliver(io: &SocketIo, sender: &SocketRef, session_id: &str, emissions: &[Emission]) {
     for emission in emissions {
         let Emission { target, event, data } = emission;
         let result = match target {
             Target::Sender => sender.emit(*event, data).map_err(|e| e.to_string()),
-            Target::Room => io.to(room.to_owned()).emit(*event, data).await.map_err(|e| e.to_string()),
+            Target::Room(vocabulary) => {
+                io.to(rooms::session(session_id, *vocabulary)).emit(*event, data).await.map_err(|e| e.to_string())
+            }
             Target::Socket(id) => io.to(rooms::socket(id)).emit(*event, data).await.map_err(|e| e.to_string()),
         };
         if let Err(err) = result {

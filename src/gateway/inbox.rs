@@ -10,11 +10,14 @@ use std::{convert::Infallible, sync::Arc};
 use serde_json::Value;
 use socketioxide::{
     adapter::Adapter,
-    extract::{AckSender, Event, TryData},
+    extract::{AckSender, Event, SocketRef, TryData},
     handler::FromMessageParts,
     socket::Socket,
 };
 use tokio::sync::mpsc;
+
+use super::{SocketAdapter, enhanced_events::answer_clock_sync, respond::Responder};
+use crate::clock::precise_now_ms;
 
 /// Something for a socket's worker to do, in arrival order.
 pub enum Inbound<A: Adapter> {
@@ -39,23 +42,33 @@ impl<A: Adapter> Clone for Inbox<A> {
 /// Extracting this queues the event; the handler it is passed to has nothing left to do.
 pub struct Queued;
 
-impl<A: Adapter> FromMessageParts<A> for Queued {
+impl FromMessageParts<SocketAdapter> for Queued {
     type Error = Infallible;
 
     fn from_message_parts(
-        socket: &Arc<Socket<A>>,
+        socket: &Arc<Socket<SocketAdapter>>,
         value: &mut socketioxide_core::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        let Some(Inbox(queue)) = socket.extensions.get::<Inbox<A>>() else {
+        let Some(Inbox(queue)) = socket.extensions.get::<Inbox<SocketAdapter>>() else {
             return Ok(Queued);
         };
+        let received_at = precise_now_ms();
         let name = Event::from_message_parts(socket, value, ack_id).map(|e| e.0).unwrap_or_default();
         // A missing or undecodable argument becomes null, which validation refuses clearly.
         let TryData(data) =
             TryData::<Value>::from_message_parts(socket, value, ack_id).unwrap_or(TryData(Ok(Value::Null)));
+        let data = data.unwrap_or(Value::Null);
         let ack = ack_id.map(|_| AckSender::from_message_parts(socket, value, ack_id).expect("infallible"));
-        let event = Inbound::Event { name, data: data.unwrap_or(Value::Null), ack };
+        // Clock sync is answered at once, not behind queued events: the less time between t1 and
+        // t2, the less the client's offset estimate depends on the server's load.
+        if name == "clock:sync"
+            && let Some(t0) = data.get("t0").and_then(Value::as_f64)
+        {
+            answer_clock_sync(&SocketRef::from(socket.clone()), Responder::enhanced(&name, ack), t0, received_at);
+            return Ok(Queued);
+        }
+        let event = Inbound::Event { name, data, ack };
         if let Err(mpsc::error::TrySendError::Full(Inbound::Event { name, .. })) = queue.try_send(event) {
             tracing::warn!(socket = %socket.id, event = %name, "event queue full; event dropped");
             let refusal = serde_json::json!({ "message": "Too many events queued; slow down", "code": "RATE_LIMITED" });

@@ -27,3 +27,11 @@ impl SessionLocks {
         self.stripes[index].lock().await
     }
 }
+
+impl SessionLocks {
+    /// The lock, if nobody holds it now.
+    pub fn try_lock(&self, session_id: &str) -> Result<MutexGuard<'_, ()>, tokio::sync::TryLockError> {
+        let index = self.hasher.hash_one(session_id) as usize % STRIPES;
+        self.stripes[index].try_lock()
+    }
+}

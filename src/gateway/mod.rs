@@ -5,9 +5,12 @@
 //! before the client is told it is connected, so no early event can slip past the queue.
 
 pub mod deliver;
+mod enhanced_events;
 pub mod inbox;
+mod legacy_events;
 pub mod locks;
 pub mod quality;
+pub mod respond;
 pub mod rooms;
 mod worker;
 
@@ -16,11 +19,15 @@ use std::{convert::Infallible, sync::Arc};
 use socketioxide::{SocketIo, extract::SocketRef, handler::ConnectHandler, socket::DisconnectReason};
 use tokio::sync::mpsc;
 
-use crate::state::AppState;
+use crate::{clock, state::AppState};
+
+/// The Socket.IO adapter every socket of this instance uses.
+pub type SocketAdapter = socketioxide::adapter::LocalAdapter;
 use inbox::{Inbound, Inbox};
 
 /// Registers the namespace `/` on `io`.
 pub fn register(io: &SocketIo, app: Arc<AppState>) {
+    let app_for_handshake = app.clone();
     let setup = move |socket: SocketRef| {
         let app = app.clone();
         async move {
@@ -28,7 +35,14 @@ pub fn register(io: &SocketIo, app: Arc<AppState>) {
             Ok::<(), Infallible>(())
         }
     };
-    io.ns("/", on_connected.with(setup));
+    let connected = {
+        let app = app_for_handshake;
+        move |socket: SocketRef| {
+            let app = app.clone();
+            async move { on_connected(socket, app) }
+        }
+    };
+    io.ns("/", connected.with(setup));
 }
 
 fn set_up(socket: SocketRef, app: Arc<AppState>) {
@@ -41,13 +55,31 @@ fn set_up(socket: SocketRef, app: Arc<AppState>) {
     tokio::spawn(worker::run(socket, events, app));
 }
 
-async fn on_connected(socket: SocketRef) {
+fn on_connected(socket: SocketRef, app: Arc<AppState>) {
     tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), protocol = ?socket.protocol(), "connected");
+    respond::emit(&socket, "auth:handshake", &handshake(&app));
+}
+
+/// `auth:handshake`: what this server speaks and its limits, sent to every socket on connect.
+fn handshake(app: &AppState) -> serde_json::Value {
+    let config = &app.config;
+    serde_json::json!({
+        "serverId": app.server_id,
+        "serverVersion": env!("CARGO_PKG_VERSION"),
+        "protocols": ["legacy", "enhanced"],
+        "features": ["clock-sync", "tempo-ramps", "scheduled-start", "position-correction", "band-discovery", "metrics-feed"],
+        "limits": {
+            "maxSessionMembers": config.max_session_members,
+            "syncRateMs": config.sync_rate_ms,
+            "maxPayloadBytes": config.socket_max_payload_bytes,
+        },
+        "serverTime": clock::precise_now_ms(),
+    })
 }
 
 async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
     tracing::info!(socket = %socket.id, reason = %reason, "disconnected");
-    if let Some(Inbox(queue)) = socket.extensions.get::<Inbox<socketioxide::adapter::LocalAdapter>>() {
+    if let Some(Inbox(queue)) = socket.extensions.get::<Inbox<SocketAdapter>>() {
         // Queued behind the socket's last events, so they are all handled before it leaves.
         queue.send(Inbound::Disconnected(reason_text(reason))).await.ok();
     }

@@ -1,45 +1,46 @@
 //! The worker of one socket: handles its events one at a time, in the order they arrived.
 //!
 //! It owns the socket's connection state (its seat, its ping statistics), so none of that needs
-//! locking, and it sends the application-level `ping` on its own timer.
+//! locking, and it sends the application-level `ping` on its own timer. Events are handled by
+//! vocabulary in [`super::legacy_events`] and [`super::enhanced_events`]; both change sessions
+//! through [`Worker::execute`].
 
 use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{
+    adapter::LocalAdapter,
+    extract::{AckSender, SocketRef},
+};
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
-use super::{deliver::deliver, inbox::Inbound, quality::Quality, rooms};
+use super::{deliver::deliver, inbox::Inbound, quality::Quality, respond::Responder, rooms};
 use crate::{
     clock::now_ms,
-    config::LeaderPolicy,
     core::{
-        Action, Command, CoreError, LeaveCause, Outcome, Vocabulary,
+        Action, Command, CoreError, LeaveCause, Millis, Outcome, Session, Vocabulary,
         seat::{SeatChange, plan_join},
-        session::default_display_name,
     },
-    protocol::{
-        Emission, Target,
-        legacy::{self, Reply, Request},
-        legacy_render::{self, Scene},
-    },
+    protocol::{self, Scene, enhanced, legacy},
     state::AppState,
 };
 
-struct Worker {
-    socket: SocketRef,
-    socket_id: String,
-    app: Arc<AppState>,
-    /// The session this socket sits in, if any.
-    seat: Option<String>,
-    quality: Quality,
+/// Where a socket sits: the session and the vocabulary it joined with.
+#[derive(Debug, Clone)]
+pub(super) struct Seat {
+    pub session_id: String,
+    pub vocabulary: Vocabulary,
 }
 
-pub async fn run(
-    socket: SocketRef,
-    mut events: mpsc::Receiver<Inbound<socketioxide::adapter::LocalAdapter>>,
-    app: Arc<AppState>,
-) {
+pub(super) struct Worker {
+    pub socket: SocketRef,
+    pub socket_id: String,
+    pub app: Arc<AppState>,
+    pub seat: Option<Seat>,
+    pub quality: Quality,
+}
+
+pub async fn run(socket: SocketRef, mut events: mpsc::Receiver<Inbound<LocalAdapter>>, app: Arc<AppState>) {
     let ping_every = app.config.legacy_ping_interval_ms;
     let mut pings = tokio::time::interval(Duration::from_millis(ping_every.max(1)));
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -64,149 +65,155 @@ pub async fn run(
 }
 
 impl Worker {
-    async fn handle(&mut self, event: &str, data: Value, _ack: Option<AckSender>) {
-        let request = match legacy::parse(event, &data, self.app.limits) {
-            Some(Ok(request)) => request,
-            Some(Err(err)) => return self.refuse(event, &data, &err),
-            None => return self.refuse(event, &data, &CoreError::Validation(format!("Unknown event: {event}"))),
-        };
-        let now = now_ms();
-        match request {
-            Request::Join { session_id, display_name, wants_lead } => {
-                self.join(session_id, display_name, wants_lead).await
+    async fn handle(&mut self, event: &str, data: Value, ack: Option<AckSender>) {
+        let limits = self.app.limits;
+        if let Some(request) = legacy::parse(event, &data, limits) {
+            let responder = Responder::legacy(event, &data);
+            return match request {
+                Ok(request) => self.handle_legacy(request, responder).await,
+                Err(err) => responder.refuse(&self.socket, &err),
+            };
+        }
+        if let Some(request) = enhanced::parse(event, &data, limits) {
+            let responder = Responder::enhanced(event, ack);
+            return match request {
+                Ok(request) => self.handle_enhanced(request, responder).await,
+                Err(err) => responder.refuse(&self.socket, &err),
+            };
+        }
+        let err = CoreError::Validation(format!("Unknown event: {}", event.chars().take(64).collect::<String>()));
+        let speaks_enhanced = ack.is_some() || self.seat.as_ref().is_some_and(|s| s.vocabulary == Vocabulary::Enhanced);
+        let responder = if speaks_enhanced { Responder::enhanced(event, ack) } else { Responder::legacy(event, &data) };
+        responder.refuse(&self.socket, &err);
+    }
+
+    /// Leaves the current session, if any (on disconnect).
+    async fn unseat(&mut self, cause: LeaveCause) {
+        let Some(seat) = self.seat.clone() else { return };
+        let responder = Responder::legacy("disconnect", &Value::Null);
+        self.execute(&seat.session_id, Action::Leave(cause), responder, |_, _| Value::Null).await;
+    }
+
+    /// Seats the socket in `session_id` (a join action), then leaves the session it sat in before,
+    /// if another: only once the join has succeeded, so a refused join changes nothing.
+    pub(super) async fn join(
+        &mut self,
+        session_id: &str,
+        join: Action,
+        responder: Responder,
+        answer: impl FnOnce(&Session, Millis) -> Value,
+    ) -> Option<Session> {
+        let change = plan_join(self.seat.as_ref().map(|s| s.session_id.as_str()), session_id);
+        let session = self.execute(session_id, join, responder, answer).await?;
+        if let SeatChange::Move { leave } = change {
+            // A failure only means there was nothing left to leave.
+            let command = Command { by: self.socket_id.clone(), action: Action::Leave(LeaveCause::Left) };
+            self.apply_and_announce(&leave, command, None, |_, _| Value::Null).await.ok();
+        }
+        Some(session)
+    }
+
+    /// Applies `action` to `session_id`, answers the sender through `responder` (with
+    /// `answer(session, now)` merged into a success) and announces the outcomes. Returns the
+    /// session as it now is, or `None` when the action was refused (the sender has been told).
+    pub(super) async fn execute(
+        &mut self,
+        session_id: &str,
+        action: Action,
+        responder: Responder,
+        answer: impl FnOnce(&Session, Millis) -> Value,
+    ) -> Option<Session> {
+        let command = Command { by: self.socket_id.clone(), action: self.with_instance_settings(action) };
+        match self.apply_and_announce(session_id, command, Some(responder), answer).await {
+            Ok(session) => Some(session),
+            Err((err, Some(responder))) => {
+                responder.refuse(&self.socket, &err);
+                None
             }
-            Request::Leave { session_id } => {
-                if let Err(err) = self.execute(&session_id, Action::Leave(LeaveCause::Left), Reply::None).await {
-                    self.refuse(event, &data, &err);
-                }
-            }
-            Request::Session { session_id, action, reply } => {
-                let action = self.apply_leader_policy(action);
-                if let Err(err) = self.execute(&session_id, action, reply).await {
-                    self.refuse(event, &data, &err);
-                }
-            }
-            Request::SyncRequest { session_id } => match self.app.store.get(&session_id).await {
-                Ok(Some(session)) => self.emit("sync_response", &legacy_render::sync_response(&session, now)),
-                Ok(None) => self.refuse(event, &data, &CoreError::SessionNotFound),
-                Err(err) => self.refuse(event, &data, &err),
-            },
-            Request::LatencyProbe { timestamp } => {
-                self.emit("latency_response", &json!({ "clientTimestamp": timestamp, "serverTimestamp": now }));
-            }
-            Request::Heartbeat { timestamp } => {
-                if let Some(session_id) = self.seat.clone() {
-                    self.execute(&session_id, Action::Heartbeat, Reply::None).await.ok();
-                }
-                self.emit("heartbeat_response", &json!({ "timestamp": timestamp, "serverTimestamp": now }));
-            }
-            Request::Pong { timestamp } => {
-                if self.quality.pong_received(timestamp, now) {
-                    self.emit("connection_quality", &self.quality.report(&self.socket_id, now));
-                }
-            }
-            Request::ConnectionQuality => self.emit("connection_quality", &self.quality.report(&self.socket_id, now)),
-            Request::ClientError(report) => {
-                tracing::info!(socket = %self.socket_id, report = %truncate(&report.to_string(), 500), "client reported an error");
-            }
+            Err((_, None)) => None,
         }
     }
 
-    /// `join_session`: leaves the current session first when it is another one.
-    async fn join(&mut self, session_id: String, display_name: Option<String>, wants_lead: bool) {
-        if let SeatChange::Move { leave } = plan_join(self.seat.as_deref(), &session_id) {
-            self.execute(&leave, Action::Leave(LeaveCause::Left), Reply::None).await.ok();
-        }
-        let approval_needed = wants_lead && self.app.config.leader_policy == LeaderPolicy::Approval;
-        let action = Action::Join {
-            display_name: display_name.unwrap_or_else(|| default_display_name(&self.socket_id)),
-            wants_lead: wants_lead && !approval_needed,
-            vocabulary: Vocabulary::Legacy,
-            max_members: self.app.config.max_session_members as usize,
-        };
-        let payload = json!({ "sessionId": session_id });
-        if let Err(err) = self.execute(&session_id, action, Reply::None).await {
-            return self.refuse("join_session", &payload, &err);
-        }
-        if approval_needed {
-            let reply = Reply::Result("request_leader_result");
-            if let Err(err) = self.execute(&session_id, Action::RequestLead, reply).await {
-                self.refuse("request_leader", &payload, &err);
-            }
-        }
-    }
-
-    /// Under `LEADER_POLICY=approval`, taking the lead with `set_role` becomes a request.
-    fn apply_leader_policy(&self, action: Action) -> Action {
+    /// Fills in what this instance decides rather than the client: the start lead and drift threshold.
+    fn with_instance_settings(&self, action: Action) -> Action {
+        let config = &self.app.config;
         match action {
-            Action::SetRole { wants_lead: true } if self.app.config.leader_policy == LeaderPolicy::Approval => {
-                Action::RequestLead
+            Action::Start { tempo, time_signature, .. } => {
+                Action::Start { tempo, time_signature, lead_ms: config.start_lead_ms as i64 }
+            }
+            Action::PositionReport { position, client_time, .. } => {
+                Action::PositionReport { position, client_time, threshold_ms: config.drift_threshold_ms as f64 }
             }
             other => other,
         }
     }
 
-    /// Leaves the current session, if any (on disconnect).
-    async fn unseat(&mut self, cause: LeaveCause) {
-        let Some(session_id) = self.seat.clone() else { return };
-        if let Err(err) = self.execute(&session_id, Action::Leave(cause), Reply::None).await {
-            tracing::warn!(socket = %self.socket_id, session = %session_id, %err, "leaving on disconnect failed");
-        }
-    }
-
-    /// Applies `action` to `session_id` and announces the outcomes, all under the session's lock.
-    async fn execute(&mut self, session_id: &str, action: Action, reply: Reply) -> Result<(), CoreError> {
-        let reply = match (&action, reply) {
-            (Action::RequestLead, Reply::None) => Reply::Result("request_leader_result"),
-            (_, reply) => reply,
-        };
+    /// The change itself, under the session's lock so members hear changes in the order applied.
+    async fn apply_and_announce(
+        &mut self,
+        session_id: &str,
+        command: Command,
+        responder: Option<Responder>,
+        answer: impl FnOnce(&Session, Millis) -> Value,
+    ) -> Result<Session, (CoreError, Option<Responder>)> {
         let app = self.app.clone();
         let _guard = app.locks.lock(session_id).await;
         let now = now_ms();
-        let command = Command { by: self.socket_id.clone(), action };
-        let applied = app.store.apply(session_id, &command, now).await?;
-        let room = rooms::legacy(session_id);
-        match &command.action {
-            Action::Join { .. } => {
-                self.socket.join(room.clone());
-                if self.seat.as_deref() != Some(session_id) {
-                    tracing::info!(socket = %self.socket_id, session = %session_id, members = applied.session.members.len(), "joined");
+        let applied = match app.store.apply(session_id, &command, now).await {
+            Ok(applied) => applied,
+            Err(err) => return Err((err, responder)),
+        };
+        self.follow_seat(session_id, &command.action, &applied.session);
+        app.ticker.track(&applied.session);
+        for outcome in &applied.outcomes {
+            if let Outcome::PositionChecked { drift, .. } = outcome {
+                app.sync_stats.record_drift(*drift);
+            }
+        }
+        let sender_vocabulary = self.seat.as_ref().map_or(Vocabulary::Legacy, |s| s.vocabulary);
+        let scene = Scene { session: &applied.session, by: &self.socket_id, sender_vocabulary, now };
+        let emissions = protocol::render(&applied.outcomes, &scene);
+        let mut body = answer(&applied.session, now);
+        if applied.outcomes.iter().any(|o| matches!(o, Outcome::LeadRequested { .. })) {
+            body = json!({ "pending": true });
+        }
+        match responder {
+            Some(responder) if responder.answers_first() => {
+                responder.succeed(&self.socket, body);
+                deliver(&app.io, &self.socket, session_id, &emissions).await;
+            }
+            responder => {
+                deliver(&app.io, &self.socket, session_id, &emissions).await;
+                if let Some(responder) = responder {
+                    responder.succeed(&self.socket, body);
                 }
-                self.seat = Some(session_id.to_owned());
+            }
+        }
+        Ok(applied.session)
+    }
+
+    /// Keeps the socket's rooms and seat in step with a join or leave that just succeeded.
+    fn follow_seat(&mut self, session_id: &str, action: &Action, session: &Session) {
+        match action {
+            Action::Join { joiner, .. } => {
+                if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
+                    return;
+                }
+                let vocabulary = joiner.vocabulary;
+                self.socket.join(rooms::session(session_id, vocabulary));
+                tracing::info!(socket = %self.socket_id, session = %session_id, ?vocabulary, members = session.members.len(), "joined");
+                self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
             }
             Action::Leave(cause) => {
-                self.socket.leave(room.clone());
-                self.seat = None;
-                tracing::info!(socket = %self.socket_id, session = %session_id, ?cause, "left");
+                self.socket.leave(rooms::session(session_id, Vocabulary::Legacy));
+                self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
+                tracing::info!(socket = %self.socket_id, session = %session_id, ?cause, members = session.members.len(), "left");
+                if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
+                    self.seat = None;
+                }
             }
             _ => {}
         }
-        app.ticker.track(&applied.session);
-        let scene = Scene { session: &applied.session, by: &self.socket_id, now };
-        let mut emissions = legacy_render::render(&applied.outcomes, &scene);
-        if let Reply::Result(event) = reply {
-            let pending = applied.outcomes.iter().any(|o| matches!(o, Outcome::LeadRequested { .. }));
-            let mut data = json!({ "sessionId": session_id, "success": true });
-            if pending {
-                data["pending"] = Value::Bool(true);
-            }
-            emissions.push(Emission::new(Target::Sender, event, data));
-        }
-        deliver(&app.io, &self.socket, &room, &emissions).await;
-        Ok(())
-    }
-
-    /// Tells the sender why `event` was refused: `error {message, code}`, and for the roles events
-    /// also their `<event>_result`.
-    fn refuse(&self, event: &str, payload: &Value, err: &CoreError) {
-        tracing::info!(socket = %self.socket_id, event = %truncate(event, 64), code = err.code(), reason = %err, "refused");
-        if let Some(result_event) = legacy::result_event(event) {
-            let session_id = payload.get("sessionId").cloned().unwrap_or(Value::Null);
-            let data =
-                json!({ "sessionId": session_id, "success": false, "error": err.to_string(), "code": err.code() });
-            self.emit(result_event, &data);
-        }
-        self.emit("error", &legacy_render::error(err));
     }
 
     fn ping(&mut self) {
@@ -214,13 +221,7 @@ impl Worker {
         self.emit("ping", &json!({ "timestamp": now_ms() }));
     }
 
-    fn emit(&self, event: &str, data: &Value) {
-        if let Err(err) = self.socket.emit(event, data) {
-            tracing::debug!(socket = %self.socket_id, event, %err, "emit failed");
-        }
+    pub(super) fn emit(&self, event: &str, data: &Value) {
+        super::respond::emit(&self.socket, event, data);
     }
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
 }

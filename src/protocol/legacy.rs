@@ -118,16 +118,16 @@ fn parse_fields(event: &str, f: &Fields<'_>) -> Result<Request, CoreError> {
         "set_tempo" => session(Action::SetTempo {
             tempo: f.tempo("tempo")?,
             announcement: TempoAnnouncement::Silent,
-            fade_time: 0.0,
+            ramp_ms: 0.0,
         }),
         "tempo_change" | "tempo_changed" => session(Action::SetTempo {
             tempo: f.tempo("tempo")?,
             announcement: if event == "tempo_change" { TempoAnnouncement::Change } else { TempoAnnouncement::Changed },
-            fade_time: f.fade_time("fadeTime")?,
+            ramp_ms: f.fade_time("fadeTime")?,
         }),
-        "play" => session(Action::Play),
-        "pause" => session(Action::Pause),
-        "stop" => session(Action::Stop),
+        "play" => session(Action::Start { tempo: None, time_signature: None, lead_ms: 0 }),
+        "pause" => session(Action::Stop { reset: false }),
+        "stop" => session(Action::Stop { reset: true }),
         "seek" => session(Action::Seek { position: f.position("position")? }),
         "beat_sync" => session(Action::BeatSync {
             beat_position: f.position("beatPosition")?,

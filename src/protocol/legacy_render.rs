@@ -2,18 +2,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Emission, Target, payload};
-use crate::core::{LeadChange, LeaveCause, Millis, Outcome, Session, TempoAnnouncement};
-
-/// The context an outcome is rendered in.
-pub struct Scene<'a> {
-    /// The session after the command.
-    pub session: &'a Session,
-    /// The socket whose command it was.
-    pub by: &'a str,
-    /// The time the command was applied at.
-    pub now: Millis,
-}
+use super::{Emission, Scene, Target, payload};
+use crate::core::{
+    LeadChange, LeaveCause, Millis, Outcome, Session, TempoAnnouncement, Vocabulary, session::default_display_name,
+};
 
 /// All emissions for `outcomes`, in order.
 pub fn render(outcomes: &[Outcome], scene: &Scene<'_>) -> Vec<Emission> {
@@ -25,14 +17,16 @@ pub fn render(outcomes: &[Outcome], scene: &Scene<'_>) -> Vec<Emission> {
 }
 
 fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
-    let Scene { session, by, now } = *scene;
+    let Scene { session, by, now, sender_vocabulary } = *scene;
     let id = &session.id;
-    let room = |out: &mut Vec<Emission>, event, data| out.push(Emission::new(Target::Room, event, data));
+    let room =
+        |out: &mut Vec<Emission>, event, data| out.push(Emission::new(Target::Room(Vocabulary::Legacy), event, data));
     match outcome {
         Outcome::Snapshot => room(out, "snapshot", payload::snapshot(session, now)),
-        Outcome::SnapshotToSender => {
+        Outcome::SnapshotToSender if sender_vocabulary == Vocabulary::Legacy => {
             out.push(Emission::new(Target::Sender, "snapshot", payload::snapshot(session, now)))
         }
+        Outcome::SnapshotToSender => {}
         Outcome::Joined { member } => {
             room(out, "room_stats", payload::room_stats(session, now));
             room(
@@ -55,8 +49,8 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
             room(out, "user_left", data);
         }
         Outcome::LeadChanged { previous, new, reason } => match reason {
-            LeadChange::LeaderDisconnected | LeadChange::LeaderLeft => {
-                let reason = if *reason == LeadChange::LeaderLeft { "leader_left" } else { "leader_disconnected" };
+            LeadChange::LeaderDisconnected | LeadChange::LeaderLeft | LeadChange::Transferred => {
+                let reason = reason.as_str();
                 room(
                     out,
                     "role_changed",
@@ -97,7 +91,7 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
                 out.push(Emission::new(to(requester), "leader_request_denied", data));
             }
         }
-        Outcome::Started { position, tempo } => room(
+        Outcome::Started { position, tempo, .. } => room(
             out,
             "play",
             json!({ "sessionId": id, "tempoBpm": tempo, "position": payload::whole_ms(*position), "serverTimestamp": now }),
@@ -113,7 +107,7 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
             "seek",
             json!({ "sessionId": id, "position": payload::whole_ms(*position), "serverTimestamp": now }),
         ),
-        Outcome::TempoAnnounced { old, new, fade_time, announcement } => {
+        Outcome::TempoAnnounced { old, new, ramp_ms: fade_time, announcement } => {
             let mut data = json!({
                 "sessionId": id, "oldTempo": old, "newTempo": new, "changeTime": now,
                 "fadeTime": fade_time, "serverTimestamp": now,
@@ -144,11 +138,14 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
                 "clientTimestamp": client_timestamp,
             }),
         ),
-        Outcome::Chat { message, username } => room(
-            out,
-            "chat_message",
-            json!({ "sessionId": id, "message": message, "username": username, "timestamp": now, "socketId": by }),
-        ),
+        Outcome::Chat { message, username, .. } => {
+            let username = username.clone().unwrap_or_else(|| default_display_name(by));
+            let data =
+                json!({ "sessionId": id, "message": message, "username": username, "timestamp": now, "socketId": by });
+            room(out, "chat_message", data);
+        }
+        // A member's own position report concerns that member only, in the enhanced vocabulary.
+        Outcome::PositionChecked { .. } => {}
         Outcome::RoleNotice { role, previous_role } => room(
             out,
             "role_changed",
@@ -196,18 +193,22 @@ pub fn error(err: &crate::core::CoreError) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Action, Command, LeaveCause, Vocabulary, apply};
+    use crate::core::{Action, Command, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary, apply};
+
+    fn join(by: &str) -> Command {
+        let joiner = Joiner { display_name: by.into(), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
+        let creation = Creation::IfMissing(SessionSetup::with_max_members(8));
+        Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation } }
+    }
+
+    fn scene<'a>(session: &'a Session, by: &'a str, now: Millis) -> Scene<'a> {
+        Scene { session, by, now, sender_vocabulary: Vocabulary::Legacy }
+    }
 
     fn trio() -> Option<Session> {
         let mut slot = None;
         for (i, by) in ["a", "b", "c"].iter().enumerate() {
-            let action = Action::Join {
-                display_name: by.to_string(),
-                wants_lead: false,
-                vocabulary: Vocabulary::Legacy,
-                max_members: 8,
-            };
-            apply(&mut slot, "demo", &Command { by: by.to_string(), action }, i as i64).unwrap();
+            apply(&mut slot, "demo", &join(by), i as i64).unwrap();
         }
         slot
     }
@@ -223,26 +224,20 @@ mod tests {
             Command { by: "a".into(), action: Action::Leave(LeaveCause::Disconnected("transport close".into())) };
         let outcomes = apply(&mut slot, "demo", &command, 100).unwrap();
         let session = slot.unwrap();
-        let emissions = render(&outcomes, &Scene { session: &session, by: "a", now: 100 });
+        let emissions = render(&outcomes, &scene(&session, "a", 100));
         assert_eq!(events(&emissions), ["role_changed", "snapshot", "room_stats", "user_left"]);
         assert_eq!(emissions[0].data["socketId"], "b");
         assert_eq!(emissions[3].data["newLeader"], "b");
         assert_eq!(emissions[3].data["disconnectReason"], "transport close");
-        assert!(emissions.iter().all(|e| e.target == Target::Room));
+        assert!(emissions.iter().all(|e| e.target == Target::Room(Vocabulary::Legacy)));
     }
 
     #[test]
     fn join_renders_snapshot_to_sender_then_room_stats_and_user_joined() {
         let mut slot = trio();
-        let action = Action::Join {
-            display_name: "d".into(),
-            wants_lead: false,
-            vocabulary: Vocabulary::Legacy,
-            max_members: 8,
-        };
-        let outcomes = apply(&mut slot, "demo", &Command { by: "d".into(), action }, 5).unwrap();
+        let outcomes = apply(&mut slot, "demo", &join("d"), 5).unwrap();
         let session = slot.unwrap();
-        let emissions = render(&outcomes, &Scene { session: &session, by: "d", now: 5 });
+        let emissions = render(&outcomes, &scene(&session, "d", 5));
         assert_eq!(events(&emissions), ["snapshot", "room_stats", "user_joined"]);
         assert_eq!(emissions[0].target, Target::Sender);
         assert_eq!(emissions[2].data["memberCount"], 4);

@@ -1,9 +1,12 @@
 //! Event payloads in, rendered events out: the only code that knows event names and shapes.
 //!
-//! [`legacy`] parses the snake_case events existing clients send into [`legacy::Request`]s;
-//! [`legacy_render`] turns core outcomes back into their events. Each rendered event is an
-//! [`Emission`] with a [`Target`], which the gateway delivers.
+//! [`legacy`] parses the snake_case events existing clients send, [`enhanced`] the colon-style
+//! ones; both become the same core commands. [`render`] turns the core's outcomes back into the
+//! events of both vocabularies, each for its own room. Each rendered event is an [`Emission`]
+//! with a [`Target`], which the gateway delivers.
 
+pub mod enhanced;
+pub mod enhanced_render;
 pub mod legacy;
 pub mod legacy_render;
 pub mod payload;
@@ -11,13 +14,34 @@ pub mod validate;
 
 use serde_json::Value;
 
+use crate::core::{Millis, Outcome, Session, Vocabulary};
+
+/// The context outcomes are rendered in.
+pub struct Scene<'a> {
+    /// The session after the command.
+    pub session: &'a Session,
+    /// The socket whose command it was.
+    pub by: &'a str,
+    /// The vocabulary the sender sits in the session with (for replies meant for it alone).
+    pub sender_vocabulary: Vocabulary,
+    /// The time the command was applied at.
+    pub now: Millis,
+}
+
+/// Every emission for `outcomes`: each change once per vocabulary, each to its own room.
+pub fn render(outcomes: &[Outcome], scene: &Scene<'_>) -> Vec<Emission> {
+    let mut emissions = legacy_render::render(outcomes, scene);
+    emissions.extend(enhanced_render::render(outcomes, scene));
+    emissions
+}
+
 /// Who an emission goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// The socket whose event is being handled.
     Sender,
     /// Every member of the session who speaks this vocabulary.
-    Room,
+    Room(Vocabulary),
     /// One socket, by id.
     Socket(String),
 }

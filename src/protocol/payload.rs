@@ -57,3 +57,40 @@ pub fn member_info(session: &Session, socket_id: &str) -> Value {
         None => Value::Null,
     }
 }
+
+/// The enhanced member record: the legacy one plus the enhanced profile.
+pub fn enhanced_member(member: &Member) -> Value {
+    let mut record = self::member(member);
+    record["userId"] = json!(member.user_id);
+    record["instrument"] = json!(member.instrument);
+    record["preferredRole"] = json!(member.preferred_role.map(|r| r.as_str()));
+    record["protocol"] = json!(match member.vocabulary {
+        crate::core::Vocabulary::Legacy => "legacy",
+        crate::core::Vocabulary::Enhanced => "enhanced",
+    });
+    record
+}
+
+/// `session:state_sync`: the snapshot plus the enhanced fields.
+pub fn state_sync(session: &Session, now: Millis) -> Value {
+    let mut state = snapshot(session, now);
+    state["members"] = session.members.iter().map(enhanced_member).collect();
+    state["bandId"] = json!(session.band_id);
+    state["sessionName"] = json!(session.session_name);
+    state["timeSignature"] = json!(session.time_signature.to_string());
+    state["creatorId"] = json!(session.creator_id);
+    state["tempoNow"] = json!(session.timeline.tempo_at(now));
+    state
+}
+
+/// One line of `band:session_list` and the sessions API.
+pub fn summary(session: &Session) -> Value {
+    json!({
+        "sessionId": session.id,
+        "sessionName": session.session_name,
+        "memberCount": session.members.len(),
+        "isPlaying": session.timeline.is_playing,
+        "tempo": session.timeline.tempo,
+        "createdAt": session.created_at,
+    })
+}

@@ -94,6 +94,14 @@ impl<'a> Fields<'a> {
         }
     }
 
+    pub fn optional_bool(&self, name: &str) -> Result<Option<bool>, CoreError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(other) => Err(invalid(format!("{name} must be a boolean, not {}", kind(other)))),
+        }
+    }
+
     pub fn tempo(&self, name: &str) -> Result<f64, CoreError> {
         let tempo = self.number(name)?;
         if !(MIN_TEMPO..=MAX_TEMPO).contains(&tempo) {

@@ -39,6 +39,13 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().get(session_id).cloned())
     }
 
+    async fn sessions_of_band(&self, band_id: &str) -> Result<Vec<Session>, CoreError> {
+        let mut sessions: Vec<Session> =
+            self.lock().values().filter(|s| s.band_id.as_deref() == Some(band_id)).cloned().collect();
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
+    }
+
     async fn count(&self) -> Result<usize, CoreError> {
         Ok(self.lock().len())
     }
@@ -57,12 +64,12 @@ impl SessionStore for MemoryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{Action, LeaveCause, Vocabulary};
+    use crate::core::{Action, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary};
 
     fn join(by: &str) -> Command {
-        let action =
-            Action::Join { display_name: by.into(), wants_lead: false, vocabulary: Vocabulary::Legacy, max_members: 2 };
-        Command { by: by.into(), action }
+        let joiner = Joiner { display_name: by.into(), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
+        let creation = Creation::IfMissing(SessionSetup::with_max_members(2));
+        Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation } }
     }
 
     #[tokio::test]
@@ -74,7 +81,7 @@ mod tests {
         assert!(matches!(store.apply("s", &join("c"), 1).await, Err(CoreError::SessionFull { max: 2 })));
         assert_eq!(store.get("s").await.unwrap(), before);
         assert!(matches!(
-            store.apply("nope", &Command { by: "a".into(), action: Action::Play }, 1).await,
+            store.apply("nope", &Command { by: "a".into(), action: Action::Stop { reset: true } }, 1).await,
             Err(CoreError::SessionNotFound)
         ));
         assert_eq!(store.count().await.unwrap(), 1);

@@ -23,6 +23,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError>;
 
+    /// The sessions of one band, for discovery.
+    async fn sessions_of_band(&self, band_id: &str) -> Result<Vec<Session>, CoreError>;
+
     /// Number of sessions, seated or not.
     async fn count(&self) -> Result<usize, CoreError>;
 

@@ -1,5 +1,7 @@
-//! Streams computed from the session timeline: the per-instance ticker.
+//! The sync engine: streams computed from the session timeline, and how late they run.
 
+mod lag;
 mod ticker;
 
+pub use lag::LagStats;
 pub use ticker::Ticker;

@@ -1,70 +1,135 @@
-//! One scheduler per instance streams `scroll_tick` to every playing session's members.
+//! The sync engine: one scheduler per instance streams every playing session's positions and beats.
 //!
-//! Sessions register here when they start playing and leave when they stop, so a stopped session
-//! costs nothing. Each tick computes the position from the timeline at send time; nothing is
-//! accumulated, so ticks cannot drift from the wall clock.
+//! Every `SYNC_RATE_MS` (80 Hz by default) it sends each playing session's enhanced members a
+//! volatile `position:sync` and, when a beat has come, a `metronome:beat`; every `LEGACY_TICK_MS`
+//! its legacy members get a `scroll_tick`. Everything is computed from the session timeline at
+//! send time, never accumulated. Sessions register here only while they play, so a stopped session
+//! costs nothing, and one loop serves them all instead of a timer task per session.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
 
+use super::lag::LagStats;
 use crate::{
     clock::now_ms,
-    core::{Session, timeline::Timeline},
+    core::{Millis, Session, Vocabulary, timeline::Timeline},
     gateway::rooms,
-    protocol::legacy_render,
+    protocol::{enhanced_render, legacy_render},
     state::AppState,
 };
 
+/// What the engine needs of one playing session.
+#[derive(Debug, Clone)]
+struct Playing {
+    timeline: Timeline,
+    beats_per_bar: u8,
+    has_legacy: bool,
+    has_enhanced: bool,
+    /// The last beat count a `metronome:beat` went out for.
+    last_beat: i64,
+    /// When the next `scroll_tick` is due.
+    next_scroll_tick: Millis,
+}
+
 #[derive(Default)]
 pub struct Ticker {
-    playing: Mutex<HashMap<String, Timeline>>,
+    playing: Mutex<HashMap<String, Playing>>,
+    pub lag: LagStats,
 }
 
 impl Ticker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Playing>> {
+        self.playing.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Follows `session` after a change: streams while it plays with members seated.
     pub fn track(&self, session: &Session) {
-        let mut playing = self.playing.lock().unwrap_or_else(|p| p.into_inner());
-        if session.timeline.is_playing && !session.members.is_empty() {
-            playing.insert(session.id.clone(), session.timeline.clone());
-        } else {
+        let mut playing = self.lock();
+        if !session.timeline.is_playing || session.members.is_empty() {
             playing.remove(&session.id);
+            return;
         }
+        let now = now_ms();
+        // Beats before now count as sent; the beat due exactly now (a start) is still to come.
+        let passed = session.timeline.beat_at(now).ceil() as i64 - 1;
+        let previous = playing.get(&session.id);
+        let last_beat = match previous {
+            // Moving on (a tempo change): never repeat a beat already sent.
+            Some(p) if passed >= p.last_beat - 1 => passed.max(p.last_beat),
+            _ => passed,
+        };
+        let next_scroll_tick = previous.map_or(now, |p| p.next_scroll_tick);
+        let entry = Playing {
+            timeline: session.timeline.clone(),
+            beats_per_bar: session.time_signature.beats_per_bar,
+            has_legacy: session.members.iter().any(|m| m.vocabulary == Vocabulary::Legacy),
+            has_enhanced: session.members.iter().any(|m| m.vocabulary == Vocabulary::Enhanced),
+            last_beat,
+            next_scroll_tick,
+        };
+        playing.insert(session.id.clone(), entry);
     }
 
     pub fn forget(&self, session_id: &str) {
-        self.playing.lock().unwrap_or_else(|p| p.into_inner()).remove(session_id);
-    }
-
-    fn timeline(&self, session_id: &str) -> Option<Timeline> {
-        self.playing.lock().unwrap_or_else(|p| p.into_inner()).get(session_id).cloned()
-    }
-
-    fn session_ids(&self) -> Vec<String> {
-        self.playing.lock().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        self.lock().remove(session_id);
     }
 
     pub fn playing_count(&self) -> usize {
-        self.playing.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.lock().len()
     }
 
-    /// Sends ticks every `LEGACY_TICK_MS` until the task is dropped.
+    /// Runs the scheduler until the task is dropped.
     pub async fn run(app: Arc<AppState>) {
-        let mut interval = tokio::time::interval(Duration::from_millis(app.config.legacy_tick_ms));
+        let period = Duration::from_secs_f64(app.config.sync_rate_ms / 1_000.0);
+        let mut interval = tokio::time::interval(period);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         loop {
-            interval.tick().await;
-            for session_id in app.ticker.session_ids() {
-                // Under the session's lock, a tick can never overtake the `pause` or `stop` that ended playback.
-                let _guard = app.locks.lock(&session_id).await;
-                let Some(timeline) = app.ticker.timeline(&session_id) else { continue };
-                let now = now_ms();
-                let tick = legacy_render::scroll_tick(&session_id, timeline.position_at(now), timeline.tempo, now);
-                let room = rooms::legacy(&session_id);
-                if let Err(err) = app.io.to(room).volatile().emit("scroll_tick", &tick).await {
-                    tracing::debug!(session = %session_id, %err, "scroll_tick broadcast failed");
-                }
+            let due = interval.tick().await;
+            app.ticker.lag.record(Instant::now().saturating_duration_since(due));
+            let session_ids: Vec<String> = app.ticker.lock().keys().cloned().collect();
+            for session_id in session_ids {
+                // A change in progress holds the lock: skip this volatile tick rather than let it
+                // overtake the `pause` or `stop` being announced.
+                let Ok(_guard) = app.locks.try_lock(&session_id) else { continue };
+                send_streams(&app, &session_id).await;
             }
         }
+    }
+}
+
+/// One scheduler tick for one session.
+async fn send_streams(app: &AppState, session_id: &str) {
+    let now = now_ms();
+    let legacy_tick_ms = app.config.legacy_tick_ms as Millis;
+    let (playing, beat_due, scroll_due) = {
+        let mut registry = app.ticker.lock();
+        let Some(entry) = registry.get_mut(session_id) else { return };
+        let current_beat = entry.timeline.beat_at(now).floor() as i64;
+        let beat_due = (now >= entry.timeline.started_at() && current_beat > entry.last_beat).then_some(current_beat);
+        if let Some(beat) = beat_due {
+            entry.last_beat = beat;
+        }
+        let scroll_due = now >= entry.next_scroll_tick;
+        if scroll_due {
+            // Due times advance on the clock's grid; after a stall, start again from now.
+            entry.next_scroll_tick = (entry.next_scroll_tick + legacy_tick_ms).max(now + 1);
+        }
+        (entry.clone(), beat_due, scroll_due)
+    };
+    let timeline = &playing.timeline;
+    if playing.has_enhanced {
+        let room = rooms::session(session_id, Vocabulary::Enhanced);
+        let sync = enhanced_render::position_sync(session_id, timeline, playing.beats_per_bar, now);
+        app.io.to(room.clone()).volatile().emit("position:sync", &sync).await.ok();
+        if let Some(beat) = beat_due {
+            let data = enhanced_render::metronome_beat(session_id, timeline, playing.beats_per_bar, beat);
+            app.io.to(room).volatile().emit("metronome:beat", &data).await.ok();
+        }
+    }
+    if playing.has_legacy && scroll_due {
+        let room = rooms::session(session_id, Vocabulary::Legacy);
+        let tick = legacy_render::scroll_tick(session_id, timeline.position_at(now), timeline.tempo_at(now), now);
+        app.io.to(room).volatile().emit("scroll_tick", &tick).await.ok();
     }
 }

@@ -1,0 +1,145 @@
+//! Handling the enhanced (colon-style) events.
+
+use std::hash::{BuildHasher, RandomState};
+
+use serde_json::{Value, json};
+
+use super::{respond::Responder, rooms, worker::Worker};
+use crate::{
+    clock::{now_ms, precise_now_ms},
+    core::{Action, CoreError, Creation, Joiner, SessionSetup, Vocabulary, session::default_display_name},
+    protocol::{
+        enhanced::{CreateRequest, Profile, Request},
+        payload,
+    },
+};
+
+impl Worker {
+    pub(super) async fn handle_enhanced(&mut self, request: Request, responder: Responder) {
+        match request {
+            Request::Create { setup, profile } => self.create(setup, profile, responder).await,
+            Request::Join { session_id, profile, create } => {
+                self.join_enhanced(session_id, profile, create, responder).await
+            }
+            Request::Leave { session_id } => {
+                let action = Action::Leave(crate::core::LeaveCause::Left);
+                self.execute(&session_id, action, responder, |_, _| Value::Null).await;
+            }
+            Request::SessionList { band_id } => match self.app.store.sessions_of_band(&band_id).await {
+                Ok(sessions) => {
+                    let sessions: Vec<Value> = sessions.iter().map(payload::summary).collect();
+                    let body = json!({ "bandId": band_id, "sessions": sessions });
+                    match responder {
+                        Responder::Enhanced { ack: Some(_), .. } => responder.succeed(&self.socket, body),
+                        _ => self.emit("band:session_list", &body),
+                    }
+                }
+                Err(err) => responder.refuse(&self.socket, &err),
+            },
+            Request::Session { session_id, action } => {
+                self.execute(&session_id, action, responder, |_, _| Value::Null).await;
+            }
+            Request::ClockSync { t0 } => {
+                // Normally answered as the packet arrives (see `inbox`); this is the queued fallback.
+                let t1 = precise_now_ms();
+                answer_clock_sync(&self.socket, responder, t0, t1);
+            }
+            Request::LatencyProbe { timestamp } => {
+                self.emit("latency:response", &json!({ "clientTimestamp": timestamp, "serverTimestamp": now_ms() }));
+                responder.succeed(&self.socket, Value::Null);
+            }
+            Request::MetricsSubscribe => {
+                self.socket.join(rooms::METRICS);
+                responder.succeed(&self.socket, Value::Null);
+            }
+            Request::MetricsUnsubscribe => {
+                self.socket.leave(rooms::METRICS);
+                responder.succeed(&self.socket, Value::Null);
+            }
+        }
+    }
+
+    /// `session:create`: a fresh session under a new id, with the creator seated as leader.
+    async fn create(&mut self, request: CreateRequest, profile: Profile, responder: Responder) {
+        let max_allowed = self.app.config.max_session_members as usize;
+        let max_members = request.max_members.unwrap_or(max_allowed);
+        if max_members > max_allowed {
+            let err = CoreError::Validation(format!("maxMembers must be at most {max_allowed}"));
+            return responder.refuse(&self.socket, &err);
+        }
+        let session_id = new_session_id();
+        let setup = SessionSetup {
+            max_members,
+            band_id: Some(request.band_id),
+            session_name: Some(request.session_name),
+            tempo: request.tempo,
+            time_signature: request.time_signature,
+        };
+        let action = Action::Join { joiner: self.joiner(profile), wants_lead: true, creation: Creation::New(setup) };
+        let id = session_id.clone();
+        let answer = move |session: &_, now| json!({ "sessionId": id, "session": payload::state_sync(session, now) });
+        self.join(&session_id, action, responder, answer).await;
+    }
+
+    /// `session:join`: a missing session is an error unless `create` is set.
+    async fn join_enhanced(&mut self, session_id: String, profile: Profile, create: bool, responder: Responder) {
+        let creation = if create {
+            Creation::IfMissing(SessionSetup::with_max_members(self.app.config.max_session_members as usize))
+        } else {
+            Creation::MustExist
+        };
+        let action = Action::Join { joiner: self.joiner(profile), wants_lead: false, creation };
+        let me = self.socket_id.clone();
+        let answer = move |session: &crate::core::Session, now| {
+            json!({
+                "session": payload::state_sync(session, now),
+                "member": session.member(&me).map(payload::enhanced_member),
+                "serverTime": now,
+            })
+        };
+        self.join(&session_id, action, responder, answer).await;
+    }
+
+    fn joiner(&self, profile: Profile) -> Joiner {
+        Joiner {
+            display_name: profile.display_name.unwrap_or_else(|| default_display_name(&self.socket_id)),
+            vocabulary: Vocabulary::Enhanced,
+            user_id: profile.user_id,
+            instrument: profile.instrument,
+            preferred_role: profile.preferred_role,
+        }
+    }
+}
+
+/// `clock:sync`: `{t0, t1, t2}` with t1 when the request arrived and t2 just before the answer
+/// leaves, as the acknowledgement, or as `clock:sync_response` when the client asked for none.
+pub fn answer_clock_sync(socket: &socketioxide::extract::SocketRef, responder: Responder, t0: f64, t1: f64) {
+    match responder {
+        Responder::Enhanced { ack: Some(ack), .. } => {
+            ack.send(&json!({ "t0": t0, "t1": t1, "t2": precise_now_ms() })).ok();
+        }
+        _ => {
+            super::respond::emit(socket, "clock:sync_response", &json!({ "t0": t0, "t1": t1, "t2": precise_now_ms() }))
+        }
+    }
+}
+
+/// `session_<ms>_<random>`, as the enhanced protocol names new sessions.
+fn new_session_id() -> String {
+    let random = RandomState::new().hash_one(precise_now_ms().to_bits());
+    format!("session_{}_{}", now_ms(), to_base36(random).chars().take(9).collect::<String>())
+}
+
+fn to_base36(mut n: u64) -> String {
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let mut out = Vec::new();
+    loop {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ascii digits")
+}

@@ -1,0 +1,100 @@
+//! Handling the legacy and roles events.
+
+use serde_json::{Value, json};
+
+use super::{respond::Responder, worker::Worker};
+use crate::{
+    clock::now_ms,
+    config::LeaderPolicy,
+    core::{Action, CoreError, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary, session::default_display_name},
+    protocol::{
+        legacy::{Reply, Request},
+        legacy_render,
+    },
+};
+
+impl Worker {
+    pub(super) async fn handle_legacy(&mut self, request: Request, responder: Responder) {
+        let now = now_ms();
+        match request {
+            Request::Join { session_id, display_name, wants_lead } => {
+                self.join_legacy(session_id, display_name, wants_lead, responder).await
+            }
+            Request::Leave { session_id } => {
+                self.execute(&session_id, Action::Leave(LeaveCause::Left), responder, |_, _| Value::Null).await;
+            }
+            Request::Session { session_id, action, reply } => {
+                let action = self.apply_leader_policy(action);
+                let responder = match (&action, reply) {
+                    // `set_role` that became a request under the approval policy answers as one.
+                    (Action::RequestLead, Reply::None) => {
+                        Responder::legacy("request_leader", &json!({ "sessionId": session_id }))
+                    }
+                    _ => responder,
+                };
+                self.execute(&session_id, action, responder, |_, _| Value::Null).await;
+            }
+            Request::SyncRequest { session_id } => match self.app.store.get(&session_id).await {
+                Ok(Some(session)) => self.emit("sync_response", &legacy_render::sync_response(&session, now)),
+                Ok(None) => responder.refuse(&self.socket, &CoreError::SessionNotFound),
+                Err(err) => responder.refuse(&self.socket, &err),
+            },
+            Request::LatencyProbe { timestamp } => {
+                self.emit("latency_response", &json!({ "clientTimestamp": timestamp, "serverTimestamp": now }));
+            }
+            Request::Heartbeat { timestamp } => {
+                if let Some(seat) = self.seat.clone() {
+                    self.execute(&seat.session_id, Action::Heartbeat, responder, |_, _| Value::Null).await;
+                }
+                self.emit("heartbeat_response", &json!({ "timestamp": timestamp, "serverTimestamp": now }));
+            }
+            Request::Pong { timestamp } => {
+                if self.quality.pong_received(timestamp, now) {
+                    self.emit("connection_quality", &self.quality.report(&self.socket_id, now));
+                }
+                if let Some(latency) = self.quality.latency() {
+                    self.app.sync_stats.record_latency(latency);
+                }
+            }
+            Request::ConnectionQuality => self.emit("connection_quality", &self.quality.report(&self.socket_id, now)),
+            Request::ClientError(report) => {
+                let report: String = report.to_string().chars().take(500).collect();
+                tracing::info!(socket = %self.socket_id, %report, "client reported an error");
+            }
+        }
+    }
+
+    /// `join_session`: leaves the current session first when it is another one.
+    async fn join_legacy(
+        &mut self,
+        session_id: String,
+        display_name: Option<String>,
+        wants_lead: bool,
+        responder: Responder,
+    ) {
+        let approval_needed = wants_lead && self.app.config.leader_policy == LeaderPolicy::Approval;
+        let joiner = Joiner {
+            display_name: display_name.unwrap_or_else(|| default_display_name(&self.socket_id)),
+            vocabulary: Vocabulary::Legacy,
+            ..Joiner::default()
+        };
+        let creation =
+            Creation::IfMissing(SessionSetup::with_max_members(self.app.config.max_session_members as usize));
+        let action = Action::Join { joiner, wants_lead: wants_lead && !approval_needed, creation };
+        let joined = self.join(&session_id, action, responder, |_, _| Value::Null).await;
+        if joined.is_some_and(|session| !session.is_leader(&self.socket_id)) && approval_needed {
+            let responder = Responder::legacy("request_leader", &json!({ "sessionId": session_id }));
+            self.execute(&session_id, Action::RequestLead, responder, |_, _| Value::Null).await;
+        }
+    }
+
+    /// Under `LEADER_POLICY=approval`, taking the lead with `set_role` becomes a request.
+    fn apply_leader_policy(&self, action: Action) -> Action {
+        match action {
+            Action::SetRole { wants_lead: true } if self.app.config.leader_policy == LeaderPolicy::Approval => {
+                Action::RequestLead
+            }
+            other => other,
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Answering the sender of one event: success and refusal, in the vocabulary it used.
+
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, SocketRef};
+
+use crate::{
+    core::CoreError,
+    protocol::{legacy, legacy_render},
+};
+
+/// How to answer the event being handled.
+pub enum Responder {
+    /// Legacy events: errors as `error {message, code}`; the roles events also get `<event>_result`.
+    Legacy { event: String, session_id: Value },
+    /// Enhanced events: the acknowledgement when the client asked for one, else `error:validation`
+    /// or `error:session`.
+    Enhanced { event: String, ack: Option<AckSender> },
+}
+
+impl Responder {
+    pub fn legacy(event: &str, payload: &Value) -> Self {
+        let session_id = payload.get("sessionId").cloned().unwrap_or(Value::Null);
+        Responder::Legacy { event: event.to_owned(), session_id }
+    }
+
+    pub fn enhanced(event: &str, ack: Option<AckSender>) -> Self {
+        Responder::Enhanced { event: event.to_owned(), ack }
+    }
+
+    /// True when the answer goes before the events the request causes: an enhanced client that
+    /// awaits its acknowledgement then sees every event that follows.
+    pub fn answers_first(&self) -> bool {
+        matches!(self, Responder::Enhanced { .. })
+    }
+
+    /// Answers a success; `body` fields join `{ok: true}` (enhanced) or `{sessionId, success: true}`
+    /// (the legacy roles events). Other legacy events need no answer.
+    pub fn succeed(self, socket: &SocketRef, body: Value) {
+        match self {
+            Responder::Legacy { event, session_id } => {
+                if let Some(result_event) = legacy::result_event(&event) {
+                    let mut data = json!({ "sessionId": session_id, "success": true });
+                    merge(&mut data, body);
+                    emit(socket, result_event, &data);
+                }
+            }
+            Responder::Enhanced { ack: Some(ack), .. } => {
+                let mut data = json!({ "ok": true });
+                merge(&mut data, body);
+                ack.send(&data).ok();
+            }
+            Responder::Enhanced { ack: None, .. } => {}
+        }
+    }
+
+    /// Tells the sender why its event was refused; nothing else happens.
+    pub fn refuse(self, socket: &SocketRef, err: &CoreError) {
+        let event = match &self {
+            Responder::Legacy { event, .. } | Responder::Enhanced { event, .. } => {
+                event.chars().take(64).collect::<String>()
+            }
+        };
+        tracing::info!(socket = %socket.id, event = %event, code = err.code(), reason = %err, "refused");
+        match self {
+            Responder::Legacy { event, session_id } => {
+                if let Some(result_event) = legacy::result_event(&event) {
+                    let data = json!({ "sessionId": session_id, "success": false, "error": err.to_string(), "code": err.code() });
+                    emit(socket, result_event, &data);
+                }
+                emit(socket, "error", &legacy_render::error(err));
+            }
+            Responder::Enhanced { ack: Some(ack), .. } => {
+                ack.send(&json!({ "ok": false, "error": { "code": err.code(), "message": err.to_string() } })).ok();
+            }
+            Responder::Enhanced { ack: None, event } => {
+                let name = if matches!(err, CoreError::Validation(_)) { "error:validation" } else { "error:session" };
+                emit(socket, name, &json!({ "code": err.code(), "message": err.to_string(), "event": event }));
+            }
+        }
+    }
+}
+
+fn merge(target: &mut Value, extra: Value) {
+    if let (Value::Object(target), Value::Object(extra)) = (target, extra) {
+        target.extend(extra);
+    }
+}
+
+pub fn emit(socket: &SocketRef, event: &str, data: &Value) {
+    if let Err(err) = socket.emit(event, data) {
+        tracing::debug!(socket = %socket.id, event, %err, "emit failed");
+    }
+}
