@@ -7,10 +7,13 @@
 //!
 //! - [`config`]: every setting, its environment name, default and bounds.
 //! - [`core`]: the session rules, pure: `apply(session, command, now) -> outcomes`.
-//! - [`protocol`]: event payloads in, rendered events out; the only code that knows event names.
+//! - [`protocol`]: event payloads in, rendered events out, for the legacy and enhanced
+//!   vocabularies; the only code that knows event names.
 //! - [`store`]: where sessions live (embedded in memory by default).
 //! - [`gateway`]: the socket.io handlers; one ordered queue per socket.
-//! - [`sync`]: the per-instance ticker that streams positions to playing sessions.
+//! - [`sync`]: the sync engine, one scheduler per instance streaming positions and beats.
+//! - [`tasks`]: periodic chores: the idle-session sweep and the metrics feed.
+//! - [`clock`]: the one clock every timestamp comes from.
 //! - [`http`]: health, liveness and readiness routes.
 //! - [`server`]: wires it all together and serves until shut down.
 
@@ -25,3 +28,4 @@ pub mod state;
 pub mod stats;
 pub mod store;
 pub mod sync;
+pub mod tasks;

@@ -13,13 +13,13 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::{
-    clock::now_ms,
     config::Config,
     gateway, http,
     protocol::Limits,
     state::{AppState, ConnectionCounts},
     store::MemoryStore,
     sync::Ticker,
+    tasks,
 };
 
 /// Packets a socket may have waiting to be written. Bursts (a join's snapshot and stats, then a
@@ -108,24 +108,11 @@ impl Server {
 }
 
 fn spawn_background(app: Arc<AppState>) -> Vec<JoinHandle<()>> {
-    vec![tokio::spawn(Ticker::run(app.clone())), tokio::spawn(sweep_idle_sessions(app))]
-}
-
-/// Removes empty sessions idle longer than `SESSION_IDLE_TIMEOUT_MS`, every `CLEANUP_INTERVAL_MS`.
-async fn sweep_idle_sessions(app: Arc<AppState>) {
-    let mut interval = tokio::time::interval(Duration::from_millis(app.config.cleanup_interval_ms));
-    loop {
-        interval.tick().await;
-        match app.store.remove_idle(now_ms(), app.config.session_idle_timeout_ms as i64).await {
-            Ok(removed) => {
-                for id in &removed {
-                    app.ticker.forget(id);
-                    tracing::info!(session = %id, "idle session removed");
-                }
-            }
-            Err(err) => tracing::warn!(%err, "idle sweep failed"),
-        }
-    }
+    vec![
+        tokio::spawn(Ticker::run(app.clone())),
+        tokio::spawn(tasks::sweep_idle_sessions(app.clone())),
+        tokio::spawn(tasks::metrics_feed(app)),
+    ]
 }
 
 fn cors(config: &Config) -> CorsLayer {

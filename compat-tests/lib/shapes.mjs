@@ -83,3 +83,37 @@ export function stateView(snap) {
     members: snap.members.map((m) => [m.socketId, m.displayName, m.role]),
   };
 }
+
+// ---- Enhanced payloads (PROTOCOL.md section 4) ----
+
+const isStrOrNull = (v) => v === null || typeof v === "string";
+
+/** A member record as the enhanced protocol renders it (legacy fields plus userId, instrument, preferredRole, protocol). */
+export function assertEnhancedMember(m) {
+  assertMember(m);
+  for (const k of ["userId", "instrument", "preferredRole", "protocol"]) assert.ok(k in m, `member lacks ${k}: ${JSON.stringify(m)}`);
+  assert.ok(isStrOrNull(m.userId), `member.userId ${JSON.stringify(m.userId)}`);
+  assert.ok(isStrOrNull(m.instrument), `member.instrument ${JSON.stringify(m.instrument)}`);
+  assert.ok(isStrOrNull(m.preferredRole), `member.preferredRole ${JSON.stringify(m.preferredRole)}`);
+  assert.ok(m.protocol === "legacy" || m.protocol === "enhanced", `member.protocol ${m.protocol}`);
+}
+
+/** `session:state_sync` / ack `session`: the snapshot plus bandId, sessionName, timeSignature, creatorId, tempoNow. */
+export function assertSessionState(s) {
+  assertSnapshot(s);
+  for (const k of ["bandId", "sessionName", "timeSignature", "creatorId", "tempoNow"]) {
+    assert.ok(k in s, `session state lacks ${k}: ${JSON.stringify(s)}`);
+  }
+  assert.ok(isStrOrNull(s.bandId));
+  assert.ok(isStrOrNull(s.sessionName));
+  assert.ok(isStrOrNull(s.creatorId));
+  assert.match(s.timeSignature, /^\d+\/\d+$/);
+  assert.ok(isNum(s.tempoNow), `tempoNow ${s.tempoNow}`);
+  s.members.forEach(assertEnhancedMember);
+}
+
+/** A millisecond timestamp (fractions allowed) within `tolMs` of the local clock. */
+export function assertNear(v, tolMs = 1000, what = "timestamp") {
+  assert.ok(isNum(v), `${what} must be a number, got ${JSON.stringify(v)}`);
+  assert.ok(Math.abs(v - Date.now()) <= tolMs, `${what} ${v} is ${v - Date.now()} ms from now`);
+}

@@ -13,6 +13,7 @@ pub fn routes(app: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/debug/sync", get(debug_sync))
         .with_state(app)
 }
 
@@ -60,4 +61,13 @@ async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let ready = store_ok && !app.is_draining();
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(json!({ "ok": ready, "store": store_ok, "draining": app.is_draining() })))
+}
+
+/// The sync engine at a glance: sessions streaming, and how late its ticks run.
+async fn debug_sync(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "playingSessions": app.ticker.playing_count(),
+        "syncRateMs": app.config.sync_rate_ms,
+        "tickLag": app.ticker.lag.report(),
+    }))
 }

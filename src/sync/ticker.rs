@@ -1,14 +1,15 @@
 //! The sync engine: one scheduler per instance streams every playing session's positions and beats.
 //!
 //! Every `SYNC_RATE_MS` (80 Hz by default) it sends each playing session's enhanced members a
-//! volatile `position:sync` and, when a beat has come, a `metronome:beat`; every `LEGACY_TICK_MS`
+//! volatile `position:sync` (a slow client gets the newest, never a queue of stale ones) and, when
+//! a beat has come, a `metronome:beat`; every `LEGACY_TICK_MS`
 //! its legacy members get a `scroll_tick`. Everything is computed from the session timeline at
 //! send time, never accumulated. Sessions register here only while they play, so a stopped session
 //! costs nothing, and one loop serves them all instead of a timer task per session.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::lag::LagStats;
 use crate::{
@@ -82,10 +83,9 @@ impl Ticker {
     /// Runs the scheduler until the task is dropped.
     pub async fn run(app: Arc<AppState>) {
         let period = Duration::from_secs_f64(app.config.sync_rate_ms / 1_000.0);
-        let mut interval = tokio::time::interval(period);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut due = Instant::now() + period;
         loop {
-            let due = interval.tick().await;
+            tokio::time::sleep_until(due).await;
             app.ticker.lag.record(Instant::now().saturating_duration_since(due));
             let session_ids: Vec<String> = app.ticker.lock().keys().cloned().collect();
             for session_id in session_ids {
@@ -94,8 +94,21 @@ impl Ticker {
                 let Ok(_guard) = app.locks.try_lock(&session_id) else { continue };
                 send_streams(&app, &session_id).await;
             }
+            due = next_due(due, period, Instant::now());
         }
     }
+}
+
+/// The next tick on the `period` grid. A tick a little late keeps the grid, so the rate stays
+/// exact; after a stall of more than a whole period the missed ticks are skipped, not bunched.
+fn next_due(due: Instant, period: Duration, now: Instant) -> Instant {
+    let next = due + period;
+    if now <= next {
+        return next;
+    }
+    let behind = now - next;
+    let skipped = (behind.as_nanos() / period.as_nanos()) as u32 + 1;
+    next + period * skipped
 }
 
 /// One scheduler tick for one session.
@@ -124,12 +137,30 @@ async fn send_streams(app: &AppState, session_id: &str) {
         app.io.to(room.clone()).volatile().emit("position:sync", &sync).await.ok();
         if let Some(beat) = beat_due {
             let data = enhanced_render::metronome_beat(session_id, timeline, playing.beats_per_bar, beat);
-            app.io.to(room).volatile().emit("metronome:beat", &data).await.ok();
+            // Not volatile: socketioxide keeps only the latest volatile packet per socket, so a
+            // volatile beat would replace the position sync just sent. A beat is rare and each one
+            // counts, so it goes through the reliable queue.
+            app.io.to(room).emit("metronome:beat", &data).await.ok();
         }
     }
     if playing.has_legacy && scroll_due {
         let room = rooms::session(session_id, Vocabulary::Legacy);
         let tick = legacy_render::scroll_tick(session_id, timeline.position_at(now), timeline.tempo_at(now), now);
         app.io.to(room).volatile().emit("scroll_tick", &tick).await.ok();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn late_ticks_keep_the_grid_and_stalls_skip_to_the_next_slot() {
+        let start = Instant::now();
+        let period = Duration::from_micros(12_500);
+        // 3 ms late: the next tick is still one period after the due time.
+        assert_eq!(next_due(start, period, start + Duration::from_millis(3)), start + period);
+        // A 40 ms stall: ticks at 12.5, 25 and 37.5 are gone; the next is at 50.
+        assert_eq!(next_due(start, period, start + Duration::from_millis(40)), start + period * 4);
     }
 }
