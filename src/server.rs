@@ -3,12 +3,14 @@
 use std::{
     future::Future,
     net::SocketAddr,
+    pin::Pin,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
 use axum::http::HeaderValue;
-use socketioxide::SocketIo;
+use socketioxide::{SocketIo, adapter::Adapter};
+use socketioxide_core::adapter::DefinedAdapter;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
@@ -29,24 +31,31 @@ const SOCKET_BUFFER_PACKETS: usize = 1024;
 /// How long shutdown waits for connections to close before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
+/// Closes every Socket.IO connection of the instance (whatever its adapter).
+type CloseAll = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Starts the ticker and the periodic tasks; they run until aborted.
+type StartBackground = Box<dyn FnOnce() -> Vec<JoinHandle<()>> + Send>;
+
 /// A bound, not yet serving, instance.
 pub struct Server {
     listener: TcpListener,
     router: axum::Router,
     app: Arc<AppState>,
+    start_background: StartBackground,
+    close_all: CloseAll,
 }
 
 impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let (layer, io) = SocketIo::builder()
+        let builder = SocketIo::builder()
             .req_path("/socket.io")
             .ping_interval(Duration::from_millis(config.socket_ping_interval_ms))
             .ping_timeout(Duration::from_millis(config.socket_ping_timeout_ms))
             .max_payload(config.socket_max_payload_bytes)
             .ws_max_message_size(config.socket_max_payload_bytes as usize)
             .ws_max_frame_size(config.socket_max_payload_bytes as usize)
-            .max_buffer_size(SOCKET_BUFFER_PACKETS)
-            .build_layer();
+            .max_buffer_size(SOCKET_BUFFER_PACKETS);
         let server_id = config.server_id.clone().unwrap_or_else(random_server_id);
         let app = Arc::new(AppState {
             limits: Limits {
@@ -55,7 +64,6 @@ impl Server {
             },
             server_id,
             store: Arc::new(MemoryStore::new()),
-            io: io.clone(),
             locks: Default::default(),
             ticker: Ticker::default(),
             connections: ConnectionCounts::default(),
@@ -64,11 +72,12 @@ impl Server {
             draining: Default::default(),
             config,
         });
-        gateway::register(&io, app.clone());
+        let (layer, io) = builder.build_layer();
         let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
+        let ((), start_background, close_all) = wire(io, app.clone());
         let addr = SocketAddr::new(app.config.host, app.config.port);
         let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
-        Ok(Self { listener, router, app })
+        Ok(Self { listener, router, app, start_background, close_all })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -77,9 +86,9 @@ impl Server {
 
     /// Serves until `shutdown` completes, then disconnects every client and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, app } = self;
+        let Self { listener, router, app, start_background, close_all } = self;
         tracing::info!(addr = %listener.local_addr()?, server_id = %app.server_id, "listening");
-        let background = spawn_background(app.clone());
+        let background = start_background();
 
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         let drain = {
@@ -88,7 +97,7 @@ impl Server {
                 shutdown.await;
                 tracing::info!("shutting down: disconnecting clients");
                 app.draining.store(true, Ordering::Relaxed);
-                app.io.close().await;
+                close_all().await;
                 closed_tx.send(()).ok();
             }
         };
@@ -107,12 +116,19 @@ impl Server {
     }
 }
 
-fn spawn_background(app: Arc<AppState>) -> Vec<JoinHandle<()>> {
-    vec![
-        tokio::spawn(Ticker::run(app.clone())),
-        tokio::spawn(tasks::sweep_idle_sessions(app.clone())),
-        tokio::spawn(tasks::metrics_feed(app)),
-    ]
+/// Registers the socket handlers on `io` and prepares what runs beside them.
+fn wire<A: Adapter + DefinedAdapter>(io: SocketIo<A>, app: Arc<AppState>) -> (A::InitRes, StartBackground, CloseAll) {
+    let init = gateway::register(&io, app.clone());
+    let background_io = io.clone();
+    let start_background: StartBackground = Box::new(move || {
+        vec![
+            tokio::spawn(Ticker::run(app.clone(), background_io.clone())),
+            tokio::spawn(tasks::sweep_idle_sessions(app.clone(), background_io.clone())),
+            tokio::spawn(tasks::metrics_feed(app, background_io)),
+        ]
+    });
+    let close_all: CloseAll = Box::new(move || Box::pin(async move { io.close().await }));
+    (init, start_background, close_all)
 }
 
 fn cors(config: &Config) -> CorsLayer {

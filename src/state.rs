@@ -8,8 +8,6 @@ use std::{
     time::Instant,
 };
 
-use socketioxide::SocketIo;
-
 use crate::{
     config::Config, gateway::locks::SessionLocks, protocol::Limits, stats::SyncStats, store::SessionStore, sync::Ticker,
 };
@@ -19,7 +17,6 @@ pub struct AppState {
     pub config: Config,
     pub server_id: String,
     pub store: Arc<dyn SessionStore>,
-    pub io: SocketIo,
     pub locks: SessionLocks,
     pub ticker: Ticker,
     pub connections: ConnectionCounts,

@@ -4,11 +4,12 @@
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
+use socketioxide::{SocketIo, adapter::Adapter};
 
 use crate::{clock::now_ms, core::Vocabulary, gateway::rooms, state::AppState};
 
 /// Removes empty sessions idle longer than `SESSION_IDLE_TIMEOUT_MS`, every `CLEANUP_INTERVAL_MS`.
-pub async fn sweep_idle_sessions(app: Arc<AppState>) {
+pub async fn sweep_idle_sessions<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
     let mut interval = tokio::time::interval(Duration::from_millis(app.config.cleanup_interval_ms));
     loop {
         interval.tick().await;
@@ -23,17 +24,18 @@ pub async fn sweep_idle_sessions(app: Arc<AppState>) {
             app.ticker.forget(id);
             tracing::info!(session = %id, "idle session removed");
             let room = rooms::session(id, Vocabulary::Enhanced);
-            app.io.to(room).emit("session:destroy", &json!({ "sessionId": id })).await.ok();
+            io.to(room).emit("session:destroy", &json!({ "sessionId": id })).await.ok();
         }
     }
 }
 
 /// Sends `metrics:update` to the feed's subscribers every `METRICS_INTERVAL_MS`.
-pub async fn metrics_feed(app: Arc<AppState>) {
+pub async fn metrics_feed<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
     let mut interval = tokio::time::interval(Duration::from_millis(app.config.metrics_interval_ms));
     loop {
         interval.tick().await;
-        let subscribers = app.io.to(rooms::METRICS).sockets();
+        // Each instance feeds its own subscribers.
+        let subscribers = io.local().to(rooms::METRICS).sockets();
         if subscribers.is_empty() {
             continue;
         }
@@ -45,6 +47,6 @@ pub async fn metrics_feed(app: Arc<AppState>) {
             "connectedClients": connected,
             "lastMetricsUpdate": now_ms(),
         });
-        app.io.to(rooms::METRICS).emit("metrics:update", &update).await.ok();
+        io.local().to(rooms::METRICS).emit("metrics:update", &update).await.ok();
     }
 }

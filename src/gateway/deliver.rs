@@ -1,12 +1,12 @@
 //! Sends rendered emissions to their targets.
 
-use socketioxide::{SocketIo, extract::SocketRef};
+use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
 
 use super::rooms;
 use crate::protocol::{Emission, Target};
 
 /// Sends `emissions` about session `session_id` in order.
-pub async fn deliver(io: &SocketIo, sender: &SocketRef, session_id: &str, emissions: &[Emission]) {
+pub async fn deliver<A: Adapter>(io: &SocketIo<A>, sender: &SocketRef<A>, session_id: &str, emissions: &[Emission]) {
     for emission in emissions {
         let Emission { target, event, data } = emission;
         let result = match target {

@@ -3,6 +3,7 @@
 use std::hash::{BuildHasher, RandomState};
 
 use serde_json::{Value, json};
+use socketioxide::{adapter::Adapter, extract::SocketRef};
 
 use super::{respond::Responder, rooms, worker::Worker};
 use crate::{
@@ -14,8 +15,8 @@ use crate::{
     },
 };
 
-impl Worker {
-    pub(super) async fn handle_enhanced(&mut self, request: Request, responder: Responder) {
+impl<A: Adapter> Worker<A> {
+    pub(super) async fn handle_enhanced(&mut self, request: Request, responder: Responder<A>) {
         match request {
             Request::Create { setup, profile } => self.create(setup, profile, responder).await,
             Request::Join { session_id, profile, create } => {
@@ -60,7 +61,7 @@ impl Worker {
     }
 
     /// `session:create`: a fresh session under a new id, with the creator seated as leader.
-    async fn create(&mut self, request: CreateRequest, profile: Profile, responder: Responder) {
+    async fn create(&mut self, request: CreateRequest, profile: Profile, responder: Responder<A>) {
         let max_allowed = self.app.config.max_session_members as usize;
         let max_members = request.max_members.unwrap_or(max_allowed);
         if max_members > max_allowed {
@@ -82,7 +83,7 @@ impl Worker {
     }
 
     /// `session:join`: a missing session is an error unless `create` is set.
-    async fn join_enhanced(&mut self, session_id: String, profile: Profile, create: bool, responder: Responder) {
+    async fn join_enhanced(&mut self, session_id: String, profile: Profile, create: bool, responder: Responder<A>) {
         let creation = if create {
             Creation::IfMissing(SessionSetup::with_max_members(self.app.config.max_session_members as usize))
         } else {
@@ -113,7 +114,7 @@ impl Worker {
 
 /// `clock:sync`: `{t0, t1, t2}` with t1 when the request arrived and t2 just before the answer
 /// leaves, as the acknowledgement, or as `clock:sync_response` when the client asked for none.
-pub fn answer_clock_sync(socket: &socketioxide::extract::SocketRef, responder: Responder, t0: f64, t1: f64) {
+pub fn answer_clock_sync<A: Adapter>(socket: &SocketRef<A>, responder: Responder<A>, t0: f64, t1: f64) {
     match responder {
         Responder::Enhanced { ack: Some(ack), .. } => {
             ack.send(&json!({ "t0": t0, "t1": t1, "t2": precise_now_ms() })).ok();

@@ -16,7 +16,7 @@ use socketioxide::{
 };
 use tokio::sync::mpsc;
 
-use super::{SocketAdapter, enhanced_events::answer_clock_sync, respond::Responder};
+use super::{enhanced_events::answer_clock_sync, respond::Responder};
 use crate::clock::precise_now_ms;
 
 /// Something for a socket's worker to do, in arrival order.
@@ -42,15 +42,15 @@ impl<A: Adapter> Clone for Inbox<A> {
 /// Extracting this queues the event; the handler it is passed to has nothing left to do.
 pub struct Queued;
 
-impl FromMessageParts<SocketAdapter> for Queued {
+impl<A: Adapter> FromMessageParts<A> for Queued {
     type Error = Infallible;
 
     fn from_message_parts(
-        socket: &Arc<Socket<SocketAdapter>>,
+        socket: &Arc<Socket<A>>,
         value: &mut socketioxide_core::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        let Some(Inbox(queue)) = socket.extensions.get::<Inbox<SocketAdapter>>() else {
+        let Some(Inbox(queue)) = socket.extensions.get::<Inbox<A>>() else {
             return Ok(Queued);
         };
         let received_at = precise_now_ms();

@@ -1,6 +1,7 @@
 //! Handling the legacy and roles events.
 
 use serde_json::{Value, json};
+use socketioxide::adapter::Adapter;
 
 use super::{respond::Responder, worker::Worker};
 use crate::{
@@ -13,8 +14,8 @@ use crate::{
     },
 };
 
-impl Worker {
-    pub(super) async fn handle_legacy(&mut self, request: Request, responder: Responder) {
+impl<A: Adapter> Worker<A> {
+    pub(super) async fn handle_legacy(&mut self, request: Request, responder: Responder<A>) {
         let now = now_ms();
         match request {
             Request::Join { session_id, display_name, wants_lead } => {
@@ -70,7 +71,7 @@ impl Worker {
         session_id: String,
         display_name: Option<String>,
         wants_lead: bool,
-        responder: Responder,
+        responder: Responder<A>,
     ) {
         let approval_needed = wants_lead && self.app.config.leader_policy == LeaderPolicy::Approval;
         let joiner = Joiner {

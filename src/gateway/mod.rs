@@ -16,46 +16,44 @@ mod worker;
 
 use std::{convert::Infallible, sync::Arc};
 
-use socketioxide::{SocketIo, extract::SocketRef, handler::ConnectHandler, socket::DisconnectReason};
+use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, handler::ConnectHandler, socket::DisconnectReason};
+use socketioxide_core::adapter::DefinedAdapter;
 use tokio::sync::mpsc;
 
 use crate::{clock, state::AppState};
 
-/// The Socket.IO adapter every socket of this instance uses.
-pub type SocketAdapter = socketioxide::adapter::LocalAdapter;
 use inbox::{Inbound, Inbox};
 
-/// Registers the namespace `/` on `io`.
-pub fn register(io: &SocketIo, app: Arc<AppState>) {
-    let app_for_handshake = app.clone();
-    let setup = move |socket: SocketRef| {
+/// Registers the namespace `/` on `io`; with a distributed adapter, the result is its start-up.
+pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: Arc<AppState>) -> A::InitRes {
+    let setup = {
+        let (app, io) = (app.clone(), io.clone());
+        move |socket: SocketRef<A>| {
+            let (app, io) = (app.clone(), io.clone());
+            async move {
+                set_up(socket, io, app);
+                Ok::<(), Infallible>(())
+            }
+        }
+    };
+    let connected = move |socket: SocketRef<A>| {
         let app = app.clone();
-        async move {
-            set_up(socket, app);
-            Ok::<(), Infallible>(())
-        }
+        async move { on_connected(socket, app) }
     };
-    let connected = {
-        let app = app_for_handshake;
-        move |socket: SocketRef| {
-            let app = app.clone();
-            async move { on_connected(socket, app) }
-        }
-    };
-    io.ns("/", connected.with(setup));
+    io.ns("/", connected.with(setup))
 }
 
-fn set_up(socket: SocketRef, app: Arc<AppState>) {
+fn set_up<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppState>) {
     let (queue, events) = mpsc::channel(app.config.max_queued_events as usize);
     socket.extensions.insert(Inbox(queue));
     socket.join(rooms::socket(&socket.id.to_string()));
     socket.on_fallback(inbox::on_any_event);
-    socket.on_disconnect(on_disconnect);
+    socket.on_disconnect(on_disconnect::<A>);
     app.connections.opened();
-    tokio::spawn(worker::run(socket, events, app));
+    tokio::spawn(worker::run(socket, io, events, app));
 }
 
-fn on_connected(socket: SocketRef, app: Arc<AppState>) {
+fn on_connected<A: Adapter>(socket: SocketRef<A>, app: Arc<AppState>) {
     tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), protocol = ?socket.protocol(), "connected");
     respond::emit(&socket, "auth:handshake", &handshake(&app));
 }
@@ -77,9 +75,9 @@ fn handshake(app: &AppState) -> serde_json::Value {
     })
 }
 
-async fn on_disconnect(socket: SocketRef, reason: DisconnectReason) {
+async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason) {
     tracing::info!(socket = %socket.id, reason = %reason, "disconnected");
-    if let Some(Inbox(queue)) = socket.extensions.get::<Inbox<SocketAdapter>>() {
+    if let Some(Inbox(queue)) = socket.extensions.get::<Inbox<A>>() {
         // Queued behind the socket's last events, so they are all handled before it leaves.
         queue.send(Inbound::Disconnected(reason_text(reason))).await.ok();
     }

@@ -1,7 +1,10 @@
 //! Answering the sender of one event: success and refusal, in the vocabulary it used.
 
 use serde_json::{Value, json};
-use socketioxide::extract::{AckSender, SocketRef};
+use socketioxide::{
+    adapter::Adapter,
+    extract::{AckSender, SocketRef},
+};
 
 use crate::{
     core::CoreError,
@@ -9,21 +12,21 @@ use crate::{
 };
 
 /// How to answer the event being handled.
-pub enum Responder {
+pub enum Responder<A: Adapter> {
     /// Legacy events: errors as `error {message, code}`; the roles events also get `<event>_result`.
     Legacy { event: String, session_id: Value },
     /// Enhanced events: the acknowledgement when the client asked for one, else `error:validation`
     /// or `error:session`.
-    Enhanced { event: String, ack: Option<AckSender> },
+    Enhanced { event: String, ack: Option<AckSender<A>> },
 }
 
-impl Responder {
+impl<A: Adapter> Responder<A> {
     pub fn legacy(event: &str, payload: &Value) -> Self {
         let session_id = payload.get("sessionId").cloned().unwrap_or(Value::Null);
         Responder::Legacy { event: event.to_owned(), session_id }
     }
 
-    pub fn enhanced(event: &str, ack: Option<AckSender>) -> Self {
+    pub fn enhanced(event: &str, ack: Option<AckSender<A>>) -> Self {
         Responder::Enhanced { event: event.to_owned(), ack }
     }
 
@@ -35,7 +38,7 @@ impl Responder {
 
     /// Answers a success; `body` fields join `{ok: true}` (enhanced) or `{sessionId, success: true}`
     /// (the legacy roles events). Other legacy events need no answer.
-    pub fn succeed(self, socket: &SocketRef, body: Value) {
+    pub fn succeed(self, socket: &SocketRef<A>, body: Value) {
         match self {
             Responder::Legacy { event, session_id } => {
                 if let Some(result_event) = legacy::result_event(&event) {
@@ -54,7 +57,7 @@ impl Responder {
     }
 
     /// Tells the sender why its event was refused; nothing else happens.
-    pub fn refuse(self, socket: &SocketRef, err: &CoreError) {
+    pub fn refuse(self, socket: &SocketRef<A>, err: &CoreError) {
         let event = match &self {
             Responder::Legacy { event, .. } | Responder::Enhanced { event, .. } => {
                 event.chars().take(64).collect::<String>()
@@ -86,7 +89,7 @@ fn merge(target: &mut Value, extra: Value) {
     }
 }
 
-pub fn emit(socket: &SocketRef, event: &str, data: &Value) {
+pub fn emit<A: Adapter>(socket: &SocketRef<A>, event: &str, data: &Value) {
     if let Err(err) = socket.emit(event, data) {
         tracing::debug!(socket = %socket.id, event, %err, "emit failed");
     }

@@ -9,7 +9,8 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use socketioxide::{
-    adapter::LocalAdapter,
+    SocketIo,
+    adapter::Adapter,
     extract::{AckSender, SocketRef},
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
@@ -32,21 +33,27 @@ pub(super) struct Seat {
     pub vocabulary: Vocabulary,
 }
 
-pub(super) struct Worker {
-    pub socket: SocketRef,
+pub(super) struct Worker<A: Adapter> {
+    pub socket: SocketRef<A>,
+    pub io: SocketIo<A>,
     pub socket_id: String,
     pub app: Arc<AppState>,
     pub seat: Option<Seat>,
     pub quality: Quality,
 }
 
-pub async fn run(socket: SocketRef, mut events: mpsc::Receiver<Inbound<LocalAdapter>>, app: Arc<AppState>) {
+pub async fn run<A: Adapter>(
+    socket: SocketRef<A>,
+    io: SocketIo<A>,
+    mut events: mpsc::Receiver<Inbound<A>>,
+    app: Arc<AppState>,
+) {
     let ping_every = app.config.legacy_ping_interval_ms;
     let mut pings = tokio::time::interval(Duration::from_millis(ping_every.max(1)));
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     pings.tick().await; // the first tick is immediate; the first ping goes one interval after connecting
     let socket_id = socket.id.to_string();
-    let mut worker = Worker { socket, socket_id, app, seat: None, quality: Quality::new(now_ms()) };
+    let mut worker = Worker { socket, io, socket_id, app, seat: None, quality: Quality::new(now_ms()) };
     loop {
         tokio::select! {
             biased;
@@ -64,8 +71,8 @@ pub async fn run(socket: SocketRef, mut events: mpsc::Receiver<Inbound<LocalAdap
     }
 }
 
-impl Worker {
-    async fn handle(&mut self, event: &str, data: Value, ack: Option<AckSender>) {
+impl<A: Adapter> Worker<A> {
+    async fn handle(&mut self, event: &str, data: Value, ack: Option<AckSender<A>>) {
         let limits = self.app.limits;
         if let Some(request) = legacy::parse(event, &data, limits) {
             let responder = Responder::legacy(event, &data);
@@ -100,7 +107,7 @@ impl Worker {
         &mut self,
         session_id: &str,
         join: Action,
-        responder: Responder,
+        responder: Responder<A>,
         answer: impl FnOnce(&Session, Millis) -> Value,
     ) -> Option<Session> {
         let change = plan_join(self.seat.as_ref().map(|s| s.session_id.as_str()), session_id);
@@ -120,7 +127,7 @@ impl Worker {
         &mut self,
         session_id: &str,
         action: Action,
-        responder: Responder,
+        responder: Responder<A>,
         answer: impl FnOnce(&Session, Millis) -> Value,
     ) -> Option<Session> {
         let command = Command { by: self.socket_id.clone(), action: self.with_instance_settings(action) };
@@ -153,9 +160,9 @@ impl Worker {
         &mut self,
         session_id: &str,
         command: Command,
-        responder: Option<Responder>,
+        responder: Option<Responder<A>>,
         answer: impl FnOnce(&Session, Millis) -> Value,
-    ) -> Result<Session, (CoreError, Option<Responder>)> {
+    ) -> Result<Session, (CoreError, Option<Responder<A>>)> {
         let app = self.app.clone();
         let _guard = app.locks.lock(session_id).await;
         let now = now_ms();
@@ -180,10 +187,10 @@ impl Worker {
         match responder {
             Some(responder) if responder.answers_first() => {
                 responder.succeed(&self.socket, body);
-                deliver(&app.io, &self.socket, session_id, &emissions).await;
+                deliver(&self.io, &self.socket, session_id, &emissions).await;
             }
             responder => {
-                deliver(&app.io, &self.socket, session_id, &emissions).await;
+                deliver(&self.io, &self.socket, session_id, &emissions).await;
                 if let Some(responder) = responder {
                     responder.succeed(&self.socket, body);
                 }

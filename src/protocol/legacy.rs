@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::{Limits, validate::Fields};
-use crate::core::{Action, CoreError, LeaveCause, TempoAnnouncement};
+use crate::core::{Action, CoreError, TempoAnnouncement};
 
 /// A parsed legacy event.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,11 +158,6 @@ fn parse_fields(event: &str, f: &Fields<'_>) -> Result<Request, CoreError> {
         "deny_leader_request" => session(Action::DenyLead { requester: f.name("requesterId")? }),
         other => unreachable!("{other} is listed in EVENTS but has no parser"),
     }
-}
-
-/// The leave a disconnect causes, with Socket.IO's reason text.
-pub fn disconnect_cause(reason: &str) -> LeaveCause {
-    LeaveCause::Disconnected(reason.to_owned())
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
+use socketioxide::{SocketIo, adapter::Adapter};
 use tokio::time::Instant;
 
 use super::lag::LagStats;
@@ -81,7 +82,7 @@ impl Ticker {
     }
 
     /// Runs the scheduler until the task is dropped.
-    pub async fn run(app: Arc<AppState>) {
+    pub async fn run<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
         let period = Duration::from_secs_f64(app.config.sync_rate_ms / 1_000.0);
         let mut due = Instant::now() + period;
         loop {
@@ -92,7 +93,7 @@ impl Ticker {
                 // A change in progress holds the lock: skip this volatile tick rather than let it
                 // overtake the `pause` or `stop` being announced.
                 let Ok(_guard) = app.locks.try_lock(&session_id) else { continue };
-                send_streams(&app, &session_id).await;
+                send_streams(&app, &io, &session_id).await;
             }
             due = next_due(due, period, Instant::now());
         }
@@ -112,7 +113,7 @@ fn next_due(due: Instant, period: Duration, now: Instant) -> Instant {
 }
 
 /// One scheduler tick for one session.
-async fn send_streams(app: &AppState, session_id: &str) {
+async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &str) {
     let now = now_ms();
     let legacy_tick_ms = app.config.legacy_tick_ms as Millis;
     let (playing, beat_due, scroll_due) = {
@@ -134,19 +135,19 @@ async fn send_streams(app: &AppState, session_id: &str) {
     if playing.has_enhanced {
         let room = rooms::session(session_id, Vocabulary::Enhanced);
         let sync = enhanced_render::position_sync(session_id, timeline, playing.beats_per_bar, now);
-        app.io.to(room.clone()).volatile().emit("position:sync", &sync).await.ok();
+        io.local().to(room.clone()).volatile().emit("position:sync", &sync).await.ok();
         if let Some(beat) = beat_due {
             let data = enhanced_render::metronome_beat(session_id, timeline, playing.beats_per_bar, beat);
             // Not volatile: socketioxide keeps only the latest volatile packet per socket, so a
             // volatile beat would replace the position sync just sent. A beat is rare and each one
             // counts, so it goes through the reliable queue.
-            app.io.to(room).emit("metronome:beat", &data).await.ok();
+            io.local().to(room).emit("metronome:beat", &data).await.ok();
         }
     }
     if playing.has_legacy && scroll_due {
         let room = rooms::session(session_id, Vocabulary::Legacy);
         let tick = legacy_render::scroll_tick(session_id, timeline.position_at(now), timeline.tempo_at(now), now);
-        app.io.to(room).volatile().emit("scroll_tick", &tick).await.ok();
+        io.local().to(room).volatile().emit("scroll_tick", &tick).await.ok();
     }
 }
 
