@@ -96,6 +96,22 @@ export async function enhancedJoin(socket, sessionId, extra = {}) {
 }
 
 /**
+ * n enhanced websocket clients in a fresh session: the first creates it (and leads), the others join
+ * in order; resolves once every member has seen memberCount n, all marked clean.
+ * displayNames: optional names per member.
+ */
+export async function enhancedBand(url, n, createExtra = {}, displayNames = []) {
+  const members = await connectMany(url, n);
+  const dn = (i) => (displayNames[i] ? { displayName: displayNames[i] } : {});
+  const { sessionId, bandId } = await createSession(members[0], { ...dn(0), ...createExtra });
+  for (let i = 1; i < n; i++) await enhancedJoin(members[i], sessionId, dn(i));
+  // (enhancedJoin already consumed the last joiner's own update.)
+  await Promise.all(members.slice(0, -1).map((m) => waitFor(m, "session:member_update", { sessionId, memberCount: n })));
+  mark(...members);
+  return { sessionId, bandId, members, leader: members[0], followers: members.slice(1) };
+}
+
+/**
  * A mixed session: e1 (enhanced, creator and leader), l1 (legacy), e2 (enhanced), l2 (legacy),
  * joined in that order, all marked clean. Extra options go to session:create.
  */

@@ -1,0 +1,209 @@
+// Enhanced protocol, playback and room events: metronome:start / metronome:stop, tempo:change,
+// position:seek, role:transfer, chat:message (PROTOCOL.md section 4).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer } from "../lib/server.mjs";
+import { closeAll, mark, sleep, expectNo } from "../lib/client.mjs";
+import { ackOk, ackError, expectFlows, enhancedBand, received, currentState } from "../lib/enhanced.mjs";
+import { assertSessionState, assertNear } from "../lib/shapes.mjs";
+
+let server;
+before(async () => {
+  server = await startServer({ LEGACY_PING_INTERVAL_MS: "0" });
+});
+after(async () => {
+  closeAll();
+  await server?.stop();
+});
+
+const each = (b, names) => b.members.map((m, i) => [m, names, `member ${i}`]);
+const only = (got, socket, event) => got.get(socket).find((e) => e.event === event).data;
+
+test("metronome:start: ack {ok: true}; the room gets metronome:start {sessionId, tempo, timeSignature, startTime, positionMs}, no state_sync", async () => {
+  const b = await enhancedBand(server.url, 2);
+  const t0 = Date.now();
+  const res = await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId });
+  assert.deepEqual(res, { ok: true });
+  const got = await expectFlows(each(b, ["metronome:start"]));
+  for (const m of b.members) {
+    const ev = only(got, m, "metronome:start");
+    assert.deepEqual(Object.keys(ev).sort(), ["positionMs", "sessionId", "startTime", "tempo", "timeSignature"]);
+    assert.equal(ev.sessionId, b.sessionId);
+    assert.equal(ev.tempo, 120);
+    assert.equal(ev.timeSignature, "4/4");
+    assert.equal(ev.positionMs, 0);
+    // START_LEAD_MS defaults to 0: the first beat is now.
+    assert.ok(ev.startTime >= t0 - 5 && ev.startTime <= Date.now() + 5, `startTime ${ev.startTime} vs [${t0}, now]`);
+  }
+  const st = await currentState(b.followers[0], b.sessionId);
+  assert.equal(st.isPlaying, true);
+  await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId });
+});
+
+test("metronome:start with tempo and timeSignature overrides; they stick in the session state", async () => {
+  const b = await enhancedBand(server.url, 2);
+  await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId, tempo: 140, timeSignature: "3/4" });
+  const got = await expectFlows(each(b, ["metronome:start"]));
+  for (const m of b.members) {
+    const ev = only(got, m, "metronome:start");
+    assert.equal(ev.tempo, 140);
+    assert.equal(ev.timeSignature, "3/4");
+  }
+  await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId });
+  const st = await currentState(b.followers[0], b.sessionId);
+  assert.equal(st.tempo, 140);
+  assert.equal(st.timeSignature, "3/4");
+});
+
+test("metronome:stop: the room gets metronome:stop {sessionId, stopTime, positionMs} exactly once; the position is kept; streams stop", async () => {
+  const b = await enhancedBand(server.url, 2);
+  await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId });
+  await sleep(400);
+  mark(...b.members);
+  const t0 = Date.now();
+  assert.deepEqual(await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId }), { ok: true });
+  const got = await expectFlows(each(b, ["metronome:stop"]), { settleMs: 400 });
+  for (const m of b.members) {
+    const ev = only(got, m, "metronome:stop");
+    assert.deepEqual(Object.keys(ev).sort(), ["positionMs", "sessionId", "stopTime"]);
+    assert.equal(ev.sessionId, b.sessionId);
+    assert.ok(ev.stopTime >= t0 - 5 && ev.stopTime <= Date.now() + 5, `stopTime ${ev.stopTime}`);
+    assert.ok(ev.positionMs >= 380 && ev.positionMs <= 700, `positionMs ${ev.positionMs} after ~400 ms`);
+  }
+  const pos = only(got, b.leader, "metronome:stop").positionMs;
+  // No stream after the stop event.
+  mark(...b.members);
+  await expectNo(b.followers[0], "position:sync", 300);
+  await expectNo(b.followers[0], "metronome:beat", 0);
+  const st = await currentState(b.followers[0], b.sessionId);
+  assert.equal(st.isPlaying, false);
+  assert.ok(Math.abs(st.position - pos) <= 1, `state position ${st.position} vs stop ${pos}`);
+  // Restart continues from there.
+  mark(...b.members);
+  await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId });
+  const again = only(await expectFlows(each(b, ["metronome:start"])), b.leader, "metronome:start");
+  assert.ok(Math.abs(again.positionMs - pos) <= 1, `restart positionMs ${again.positionMs} vs ${pos}`);
+  await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId });
+});
+
+test("metronome:stop {reset: true}: positionMs 0, once", async () => {
+  const b = await enhancedBand(server.url, 2);
+  await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId });
+  await sleep(200);
+  mark(...b.members);
+  await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId, reset: true });
+  const got = await expectFlows(each(b, ["metronome:stop"]));
+  for (const m of b.members) assert.equal(only(got, m, "metronome:stop").positionMs, 0);
+  const st = await currentState(b.followers[0], b.sessionId);
+  assert.deepEqual([st.position, st.isPlaying], [0, false]);
+});
+
+test("tempo:change: the room gets tempo:change {sessionId, oldTempo, newTempo, effectiveTimestamp, rampDurationMs} then session:state_sync", async () => {
+  const b = await enhancedBand(server.url, 2);
+  const t0 = Date.now();
+  await ackOk(b.leader, "tempo:change", { sessionId: b.sessionId, newTempo: 132.5 });
+  const got = await expectFlows(each(b, ["tempo:change", "session:state_sync"]));
+  for (const m of b.members) {
+    const tc = only(got, m, "tempo:change");
+    assert.deepEqual(Object.keys(tc).sort(), ["effectiveTimestamp", "newTempo", "oldTempo", "rampDurationMs", "sessionId"]);
+    assert.deepEqual([tc.sessionId, tc.oldTempo, tc.newTempo, tc.rampDurationMs], [b.sessionId, 120, 132.5, 0]);
+    assert.ok(tc.effectiveTimestamp >= t0 - 5 && tc.effectiveTimestamp <= Date.now() + 5);
+    const st = only(got, m, "session:state_sync");
+    assertSessionState(st);
+    assert.equal(st.tempo, 132.5);
+    assert.equal(st.tempoBpm, 132.5);
+    assert.equal(st.tempoNow, 132.5);
+  }
+  // Bounds are inclusive.
+  mark(...b.members);
+  await ackOk(b.leader, "tempo:change", { sessionId: b.sessionId, newTempo: 20 });
+  await ackOk(b.leader, "tempo:change", { sessionId: b.sessionId, newTempo: 400, rampDurationMs: 500 });
+  const got2 = await expectFlows(each(b, ["tempo:change", "session:state_sync", "tempo:change", "session:state_sync"]));
+  const tcs = got2.get(b.leader).filter((e) => e.event === "tempo:change").map((e) => e.data);
+  assert.deepEqual(
+    tcs.map((t) => [t.oldTempo, t.newTempo, t.rampDurationMs]),
+    [
+      [132.5, 20, 0],
+      [20, 400, 500],
+    ],
+  );
+});
+
+test("position:seek: the room gets position:seek {sessionId, positionMs, serverTime}; the timeline continues from there", async () => {
+  const b = await enhancedBand(server.url, 2);
+  const t0 = Date.now();
+  await ackOk(b.leader, "position:seek", { sessionId: b.sessionId, positionMs: 8000 });
+  let got = await expectFlows(each(b, ["position:seek"]));
+  for (const m of b.members) {
+    const ev = only(got, m, "position:seek");
+    assert.deepEqual(Object.keys(ev).sort(), ["positionMs", "serverTime", "sessionId"]);
+    assert.equal(ev.positionMs, 8000);
+    assert.ok(ev.serverTime >= t0 - 5 && ev.serverTime <= Date.now() + 5);
+  }
+  assert.equal((await currentState(b.followers[0], b.sessionId)).position, 8000);
+  mark(...b.members);
+  await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId });
+  assert.equal(only(await expectFlows(each(b, ["metronome:start"])), b.leader, "metronome:start").positionMs, 8000);
+  await sleep(200);
+  mark(...b.members);
+  await ackOk(b.leader, "position:seek", { sessionId: b.sessionId, positionMs: 1000 });
+  got = await expectFlows(each(b, ["position:seek"]), { settleMs: 150 });
+  const seekAt = only(got, b.followers[0], "position:seek").serverTime;
+  const after = received(b.followers[0], "position:sync").map((e) => e.data).filter((d) => d.serverTime > seekAt + 1);
+  assert.ok(after.length > 0, "position:sync after the seek");
+  for (const d of after) {
+    const expected = 1000 + (d.serverTime - seekAt);
+    assert.ok(Math.abs(d.positionMs - expected) <= 2, `positionMs ${d.positionMs} vs ${expected} after seek`);
+  }
+  await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId });
+});
+
+test("role:transfer: leader:election {reason: transfer} + session:state_sync; powers move; playback stops", async () => {
+  const b = await enhancedBand(server.url, 3, {}, ["Ann", "Bob", "Cat"]);
+  const [a, bob, cat] = b.members;
+  await ackOk(a, "metronome:start", { sessionId: b.sessionId });
+  await sleep(200);
+  mark(...b.members);
+  assert.deepEqual(await ackOk(a, "role:transfer", { sessionId: b.sessionId, toSocketId: cat.id }), { ok: true });
+  const got = await expectFlows(each(b, ["leader:election", "session:state_sync"]));
+  for (const m of b.members) {
+    assert.deepEqual(only(got, m, "leader:election"), {
+      sessionId: b.sessionId,
+      oldLeader: a.id,
+      newLeader: cat.id,
+      reason: "transfer",
+    });
+    const st = only(got, m, "session:state_sync");
+    assertSessionState(st);
+    assert.equal(st.leaderSocketId, cat.id);
+    assert.equal(st.isPlaying, false);
+    assert.deepEqual(
+      st.members.map((x) => x.role),
+      ["follower", "follower", "leader"],
+    );
+  }
+  mark(...b.members);
+  await expectNo(bob, "position:sync", 300);
+  await ackError(a, "tempo:change", { sessionId: b.sessionId, newTempo: 99 }, "NOT_LEADER");
+  await ackError(a, "role:transfer", { sessionId: b.sessionId, toSocketId: a.id }, "NOT_LEADER");
+  await ackOk(cat, "tempo:change", { sessionId: b.sessionId, newTempo: 99 });
+});
+
+test("chat:message: the room (sender included) gets {sessionId, message, displayName, socketId, timestamp}", async () => {
+  const b = await enhancedBand(server.url, 2, {}, ["Ann", "Bob"]);
+  const t0 = Date.now();
+  assert.deepEqual(await ackOk(b.followers[0], "chat:message", { sessionId: b.sessionId, message: "take it from the top" }), {
+    ok: true,
+  });
+  const got = await expectFlows(each(b, ["chat:message"]));
+  for (const m of b.members) {
+    const c = only(got, m, "chat:message");
+    assert.deepEqual(Object.keys(c).sort(), ["displayName", "message", "sessionId", "socketId", "timestamp"]);
+    assert.deepEqual(
+      [c.sessionId, c.message, c.displayName, c.socketId],
+      [b.sessionId, "take it from the top", "Bob", b.followers[0].id],
+    );
+    assert.ok(c.timestamp >= t0 - 5 && c.timestamp <= Date.now() + 5);
+    assertNear(c.timestamp);
+  }
+});
