@@ -37,6 +37,10 @@ pub fn apply(
             let session = membership::session_for_join(&mut draft, session_id, &command.by, creation, now)?;
             membership::join(session, &command.by, joiner, *wants_lead, now)?
         }
+        Action::Evict { sockets, reason } => {
+            let session = draft.as_mut().ok_or(CoreError::SessionNotFound)?;
+            membership::evict(session, sockets, reason, now)
+        }
         action => {
             let session = draft.as_mut().ok_or(CoreError::SessionNotFound)?;
             if session.member(&command.by).is_none() {
@@ -58,7 +62,7 @@ pub fn apply(
 /// The actions of a member already seated, with membership and lead already checked.
 fn apply_as_member(session: &mut Session, by: &str, action: &Action, now: Millis) -> Result<Vec<Outcome>, CoreError> {
     match action {
-        Action::Join { .. } => unreachable!("joins are handled before membership checks"),
+        Action::Join { .. } | Action::Evict { .. } => unreachable!("handled before membership checks"),
         Action::Leave(cause) => Ok(membership::leave(session, by, cause.clone(), now)),
         Action::Heartbeat => {
             if let Some(member) = session.member_mut(by) {
@@ -72,8 +76,15 @@ fn apply_as_member(session: &mut Session, by: &str, action: &Action, now: Millis
         Action::Transfer { to } => leadership::transfer(session, by, to, now),
         Action::DenyLead { requester } => leadership::deny(session, requester),
         Action::Chat { message, username } => {
-            let display_name = session.member(by).map(|m| m.display_name.clone()).unwrap_or_default();
-            Ok(vec![Outcome::Chat { message: message.clone(), username: username.clone(), display_name }])
+            let member = session.member(by).expect("membership checked");
+            let display_name = member.display_name.clone();
+            // Enhanced members have no separate chat name: legacy members see their display name.
+            // A legacy chat without a name keeps the legacy "User xxxx" default.
+            let username = match member.vocabulary {
+                Vocabulary::Enhanced => username.clone().or_else(|| Some(display_name.clone())),
+                Vocabulary::Legacy => username.clone(),
+            };
+            Ok(vec![Outcome::Chat { message: message.clone(), username, display_name }])
         }
         _ => Ok(playback::apply(session, action, now)),
     }
