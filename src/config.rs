@@ -118,6 +118,33 @@ pub struct Config {
           default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub max_message_length: u64,
 
+    /// Redis to share sessions through, e.g. `redis://:password@host:6379/0`. Unset (with no
+    /// `REDIS_HOST` or `REDIS_CLUSTER_NODES`): the embedded in-memory store.
+    #[arg(long, env = "REDIS_URL", value_name = "REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Redis host, when not given as `REDIS_URL`.
+    #[arg(long, env = "REDIS_HOST", value_name = "REDIS_HOST")]
+    pub redis_host: Option<String>,
+
+    #[arg(long, env = "REDIS_PORT", value_name = "REDIS_PORT", default_value_t = 6379)]
+    pub redis_port: u16,
+
+    #[arg(long, env = "REDIS_PASSWORD", value_name = "REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<String>,
+
+    #[arg(long, env = "REDIS_DB", value_name = "REDIS_DB",
+          default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=15))]
+    pub redis_db: u8,
+
+    /// Prefix of every key and channel this server uses in Redis.
+    #[arg(long, env = "REDIS_KEY_PREFIX", value_name = "REDIS_KEY_PREFIX", default_value = "bandsync:")]
+    pub redis_key_prefix: String,
+
+    /// Redis Cluster nodes, `host:port` comma-separated; takes precedence over the other Redis settings.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "REDIS_CLUSTER_NODES", value_parser = parse_nodes)]
+    pub redis_cluster_nodes: Option<Nodes>,
+
     /// Who may take the lead with `set_role`.
     #[arg(long, env = "LEADER_POLICY", value_name = "LEADER_POLICY", value_enum, default_value_t = LeaderPolicy::Open)]
     pub leader_policy: LeaderPolicy,
@@ -133,6 +160,27 @@ fn parse_sync_rate(raw: &str) -> Result<f64, String> {
         return Err("must be from 1 to 1000 ms".into());
     }
     Ok(rate)
+}
+
+/// Redis Cluster seed nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nodes(pub Vec<(String, u16)>);
+
+fn parse_nodes(raw: &str) -> Result<Nodes, String> {
+    let nodes = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|node| {
+            let (host, port) = node.rsplit_once(':').ok_or_else(|| format!("{node}: expected host:port"))?;
+            let port = port.parse().map_err(|_| format!("{node}: bad port"))?;
+            Ok((host.to_owned(), port))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if nodes.is_empty() {
+        return Err("expected at least one host:port".into());
+    }
+    Ok(Nodes(nodes))
 }
 
 fn parse_name(raw: &str) -> Result<String, String> {
@@ -155,7 +203,15 @@ impl Config {
             Self::try_parse_from(["bandsync-server", "--port", "0", "--host", "127.0.0.1"]).expect("defaults parse");
         // An inherited variable must not change what a test sees.
         config.server_id = None;
+        config.redis_url = None;
+        config.redis_host = None;
+        config.redis_cluster_nodes = None;
         config
+    }
+
+    /// True when a Redis setting is given: sessions then live in Redis.
+    pub fn redis_enabled(&self) -> bool {
+        self.redis_url.is_some() || self.redis_host.is_some() || self.redis_cluster_nodes.is_some()
     }
 
     /// Allowed origins, or `None` for any.

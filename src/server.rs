@@ -11,6 +11,7 @@ use std::{
 use axum::http::HeaderValue;
 use socketioxide::{SocketIo, adapter::Adapter};
 use socketioxide_core::adapter::DefinedAdapter;
+use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
 use tokio::{net::TcpListener, task::JoinHandle};
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
@@ -19,7 +20,10 @@ use crate::{
     gateway, http,
     protocol::Limits,
     state::{AppState, ConnectionCounts},
-    store::MemoryStore,
+    store::{
+        MemoryStore, RedisStore, SessionStore,
+        redis::{self, Keys},
+    },
     sync::Ticker,
     tasks,
 };
@@ -48,6 +52,10 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let port = listener.local_addr()?.port();
+        let server_id = config.server_id.clone().unwrap_or_else(|| default_server_id(port));
         let builder = SocketIo::builder()
             .req_path("/socket.io")
             .ping_interval(Duration::from_millis(config.socket_ping_interval_ms))
@@ -56,27 +64,27 @@ impl Server {
             .ws_max_message_size(config.socket_max_payload_bytes as usize)
             .ws_max_frame_size(config.socket_max_payload_bytes as usize)
             .max_buffer_size(SOCKET_BUFFER_PACKETS);
-        let server_id = config.server_id.clone().unwrap_or_else(random_server_id);
-        let app = Arc::new(AppState {
-            limits: Limits {
-                max_name: config.max_name_length as usize,
-                max_message: config.max_message_length as usize,
-            },
-            server_id,
-            store: Arc::new(MemoryStore::new()),
-            locks: Default::default(),
-            ticker: Ticker::default(),
-            connections: ConnectionCounts::default(),
-            sync_stats: Default::default(),
-            started_at: Instant::now(),
-            draining: Default::default(),
-            config,
-        });
-        let (layer, io) = builder.build_layer();
+
+        if !config.redis_enabled() {
+            let app = app_state(config, server_id, Arc::new(MemoryStore::new()));
+            let (layer, io) = builder.build_layer();
+            let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
+            let ((), start_background, close_all) = wire(io, app.clone());
+            return Ok(Self { listener, router, app, start_background, close_all });
+        }
+
+        let store = RedisStore::connect(&config, &server_id).await?;
+        let adapter = redis_adapter(&config).await?;
+        let app = app_state(config, server_id, store);
+        let (layer, io) = builder.with_adapter::<FredAdapter<_>>(adapter).build_layer();
         let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
-        let ((), start_background, close_all) = wire(io, app.clone());
-        let addr = SocketAddr::new(app.config.host, app.config.port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        // Members this instance held before a restart cannot be connected any more.
+        tasks::evict_lost_members(&app, &io, true).await;
+        let (init, start_background, close_all) = wire(io, app.clone());
+        tokio::time::timeout(redis::CONNECT_TIMEOUT, init)
+            .await
+            .map_err(|_| anyhow::anyhow!("the Socket.IO Redis adapter did not start in time"))?
+            .map_err(|e| anyhow::anyhow!("the Socket.IO Redis adapter did not start: {e}"))?;
         Ok(Self { listener, router, app, start_background, close_all })
     }
 
@@ -124,7 +132,9 @@ fn wire<A: Adapter + DefinedAdapter>(io: SocketIo<A>, app: Arc<AppState>) -> (A:
         vec![
             tokio::spawn(Ticker::run(app.clone(), background_io.clone())),
             tokio::spawn(tasks::sweep_idle_sessions(app.clone(), background_io.clone())),
-            tokio::spawn(tasks::metrics_feed(app, background_io)),
+            tokio::spawn(tasks::metrics_feed(app.clone(), background_io.clone())),
+            tokio::spawn(tasks::instance_presence(app.clone(), background_io)),
+            tokio::spawn(tasks::follow_remote_changes(app)),
         ]
     });
     let close_all: CloseAll = Box::new(move || Box::pin(async move { io.close().await }));
@@ -142,8 +152,44 @@ fn cors(config: &Config) -> CorsLayer {
     }
 }
 
-fn random_server_id() -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    format!("bandsync-{:08x}", nanos ^ std::process::id().rotate_left(16))
+fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) -> Arc<AppState> {
+    Arc::new(AppState {
+        limits: Limits { max_name: config.max_name_length as usize, max_message: config.max_message_length as usize },
+        server_id,
+        store,
+        locks: Default::default(),
+        ticker: Ticker::default(),
+        connections: ConnectionCounts::default(),
+        sync_stats: Default::default(),
+        started_at: Instant::now(),
+        draining: Default::default(),
+        config,
+    })
+}
+
+/// The Socket.IO Redis adapter: room broadcasts reach the sockets of every instance.
+async fn redis_adapter(config: &Config) -> anyhow::Result<RedisAdapterCtr<FredDriver>> {
+    let (fred, place) = redis::fred_config(config)?;
+    let subscriber = redis::builder(fred).build_subscriber_client()?;
+    // Its subscriptions come back by themselves after a reconnect.
+    subscriber.manage_subscriptions();
+    let adapter_config = RedisAdapterConfig::default().with_prefix(Keys::new(&config.redis_key_prefix).adapter());
+    tokio::time::timeout(redis::CONNECT_TIMEOUT, RedisAdapterCtr::new_with_fred_config(subscriber, adapter_config))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!("cannot connect to Redis at {place}: no answer within {:?}", redis::CONNECT_TIMEOUT)
+        })?
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {place}: {e}"))
+}
+
+/// `<host name>:<port>`: the same after a restart, so the instance can tell its own members from
+/// before the restart apart from live ones.
+fn default_server_id(port: u16) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "bandsync".into());
+    format!("{host}:{port}")
 }

@@ -1,12 +1,17 @@
-//! The instance's periodic chores besides the sync engine: the idle-session sweep and the
-//! `metrics:update` feed.
+//! The instance's periodic chores besides the sync engine: the idle-session sweep, the
+//! `metrics:update` feed, and (with Redis) presence among instances and following their changes.
 
 use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use socketioxide::{SocketIo, adapter::Adapter};
 
-use crate::{clock::now_ms, core::Vocabulary, gateway::rooms, state::AppState};
+use crate::{
+    clock::now_ms,
+    core::Vocabulary,
+    gateway::{self, rooms},
+    state::AppState,
+};
 
 /// Removes empty sessions idle longer than `SESSION_IDLE_TIMEOUT_MS`, every `CLEANUP_INTERVAL_MS`.
 pub async fn sweep_idle_sessions<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
@@ -48,5 +53,47 @@ pub async fn metrics_feed<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
             "lastMetricsUpdate": now_ms(),
         });
         io.local().to(rooms::METRICS).emit("metrics:update", &update).await.ok();
+    }
+}
+
+/// How often an instance says it is alive, and how long that lasts. A dead instance's members are
+/// unseated within `PRESENCE_TTL + PRESENCE_EVERY` (13 s).
+const PRESENCE_EVERY: Duration = Duration::from_secs(3);
+const PRESENCE_TTL: Duration = Duration::from_secs(10);
+
+/// Keeps this instance's heartbeat fresh and unseats the members of instances that died.
+pub async fn instance_presence<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
+    let mut interval = tokio::time::interval(PRESENCE_EVERY);
+    loop {
+        interval.tick().await;
+        app.store.heartbeat(PRESENCE_TTL.as_millis() as u64).await;
+        evict_lost_members(&app, &io, false).await;
+    }
+}
+
+/// Unseats members whose instance is gone; with `including_own`, this instance's too (at start-up,
+/// before any of its sockets can have joined).
+pub async fn evict_lost_members<A: Adapter>(app: &AppState, io: &SocketIo<A>, including_own: bool) {
+    match app.store.lost_members(including_own).await {
+        Ok(lost) => {
+            for (session_id, sockets) in lost {
+                gateway::server_changes::evict(app, io, &session_id, sockets, "instance lost").await;
+            }
+        }
+        Err(err) => tracing::debug!(%err, "presence check failed"),
+    }
+}
+
+/// Streams follow the changes other instances make to the sessions this one also serves.
+pub async fn follow_remote_changes(app: Arc<AppState>) {
+    let Some(mut changes) = app.store.remote_changes() else { return };
+    loop {
+        match changes.recv().await {
+            Ok(session) => app.ticker.track(&session),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "fell behind other instances' changes");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
     }
 }

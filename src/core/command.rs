@@ -33,6 +33,8 @@ pub struct Joiner {
     pub user_id: Option<String>,
     pub instrument: Option<String>,
     pub preferred_role: Option<Role>,
+    /// The server instance holding the joiner's connection.
+    pub instance: Option<String>,
 }
 
 /// The settings of a session a join creates.
@@ -139,6 +141,11 @@ pub enum Action {
     /// The leader hands the lead to another member directly.
     Transfer {
         to: String,
+    },
+    /// The server unseats members whose connection went with their server instance.
+    Evict {
+        sockets: Vec<String>,
+        reason: String,
     },
 }
 

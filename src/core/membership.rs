@@ -65,6 +65,7 @@ pub(super) fn join(
         user_id: joiner.user_id.clone(),
         instrument: joiner.instrument.clone(),
         preferred_role: joiner.preferred_role,
+        instance: joiner.instance.clone(),
     });
     let previous = session.leader.clone();
     let takes_lead = previous.is_none() || wants_lead;
@@ -108,6 +109,37 @@ pub(super) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Mil
         outcomes.push(Outcome::Snapshot);
     }
     outcomes.push(Outcome::Left { socket_id: by.to_owned(), new_leader, cause });
+    outcomes
+}
+
+/// Unseats members whose server is gone, all at once. The lead moves (and playback stops) only when
+/// someone remains to take it; a session its whole band lost keeps playing, so the band finds it
+/// as it was when they reconnect.
+pub(super) fn evict(session: &mut Session, sockets: &[String], reason: &str, now: Millis) -> Vec<Outcome> {
+    let leaving: Vec<String> = sockets.iter().filter(|s| session.member(s).is_some()).cloned().collect();
+    let old_leader = session.leader.clone();
+    session.members.retain(|m| !leaving.contains(&m.socket_id));
+    session.pending_leader_requests.retain(|r| !leaving.contains(r));
+    let mut outcomes = Vec::new();
+    let mut new_leader = None;
+    if let Some(old) = old_leader.filter(|l| leaving.contains(l)) {
+        let successor = session.members.first().map(|m| (m.socket_id.clone(), m.display_name.clone()));
+        session.set_leader(successor.as_ref().map(|(id, _)| id.as_str()));
+        if let Some((id, name)) = successor {
+            session.timeline.pause(now);
+            session.message = format!("{name} is now leading");
+            let reason = LeadChange::LeaderDisconnected;
+            outcomes.push(Outcome::LeadChanged { previous: Some(old), new: Some(id.clone()), reason });
+            new_leader = Some(id);
+        }
+    }
+    if !leaving.is_empty() {
+        outcomes.push(Outcome::Snapshot);
+    }
+    for socket_id in leaving {
+        let cause = LeaveCause::Disconnected(reason.to_owned());
+        outcomes.push(Outcome::Left { socket_id, new_leader: new_leader.clone(), cause });
+    }
     outcomes
 }
 
@@ -213,6 +245,34 @@ mod tests {
         assert_eq!(session.leader, None);
         assert!(!session.is_idle(100 + 999, 1_000));
         assert!(session.is_idle(100 + 1_000, 1_000));
+    }
+
+    #[test]
+    fn evicting_a_whole_band_keeps_the_session_playing_for_their_return() {
+        let mut slot = seated(&["alice", "bob"]);
+        run(&mut slot, "alice", start(), 10).unwrap();
+        let gone = vec!["alice".to_string(), "bob".to_string()];
+        let outcomes =
+            run(&mut slot, "server", Action::Evict { sockets: gone, reason: "instance lost".into() }, 500).unwrap();
+        let session = slot.unwrap();
+        assert!(session.members.is_empty());
+        assert!(session.timeline.is_playing, "nobody left to stop for");
+        assert_eq!(session.leader, None);
+        assert_eq!(outcomes.iter().filter(|o| matches!(o, Outcome::Left { .. })).count(), 2);
+    }
+
+    #[test]
+    fn evicting_the_leader_alone_re_elects_and_stops() {
+        let mut slot = seated(&["alice", "bob", "carol"]);
+        run(&mut slot, "alice", start(), 10).unwrap();
+        let gone = vec!["alice".to_string(), "ghost".to_string()];
+        let outcomes =
+            run(&mut slot, "server", Action::Evict { sockets: gone, reason: "instance lost".into() }, 500).unwrap();
+        let session = slot.unwrap();
+        assert_eq!(session.leader.as_deref(), Some("bob"));
+        assert!(!session.timeline.is_playing);
+        assert!(matches!(&outcomes[0], Outcome::LeadChanged { new: Some(n), .. } if n == "bob"));
+        assert_eq!(outcomes.iter().filter(|o| matches!(o, Outcome::Left { .. })).count(), 1, "unknown ids are ignored");
     }
 
     #[test]

@@ -48,6 +48,10 @@ pub struct Member {
     pub instrument: Option<String>,
     #[serde(default)]
     pub preferred_role: Option<Role>,
+    /// The server instance holding this member's connection, so the others can unseat it if that
+    /// instance dies.
+    #[serde(default)]
+    pub instance: Option<String>,
 }
 
 /// Beats per bar over the note value that gets the beat, written `"4/4"`.

@@ -108,6 +108,7 @@ impl<A: Adapter> Worker<A> {
             user_id: profile.user_id,
             instrument: profile.instrument,
             preferred_role: profile.preferred_role,
+            instance: Some(self.app.server_id.clone()),
         }
     }
 }

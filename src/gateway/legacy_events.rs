@@ -77,6 +77,7 @@ impl<A: Adapter> Worker<A> {
         let joiner = Joiner {
             display_name: display_name.unwrap_or_else(|| default_display_name(&self.socket_id)),
             vocabulary: Vocabulary::Legacy,
+            instance: Some(self.app.server_id.clone()),
             ..Joiner::default()
         };
         let creation =

@@ -12,6 +12,7 @@ pub mod locks;
 pub mod quality;
 pub mod respond;
 pub mod rooms;
+pub mod server_changes;
 mod worker;
 
 use std::{convert::Infallible, sync::Arc};

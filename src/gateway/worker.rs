@@ -187,10 +187,10 @@ impl<A: Adapter> Worker<A> {
         match responder {
             Some(responder) if responder.answers_first() => {
                 responder.succeed(&self.socket, body);
-                deliver(&self.io, &self.socket, session_id, &emissions).await;
+                deliver(&self.io, Some(&self.socket), session_id, &emissions).await;
             }
             responder => {
-                deliver(&self.io, &self.socket, session_id, &emissions).await;
+                deliver(&self.io, Some(&self.socket), session_id, &emissions).await;
                 if let Some(responder) = responder {
                     responder.succeed(&self.socket, body);
                 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde_json::json;
 
-use crate::{clock::now_ms, state::AppState};
+use crate::{clock::now_ms, state::AppState, store::Backend};
 
 pub fn routes(app: Arc<AppState>) -> Router {
     Router::new()
@@ -33,19 +33,26 @@ async fn index(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
 async fn health(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     let (current, peak, total) = app.connections.read();
     let sessions = app.store.count().await;
-    let status = match (&sessions, app.is_draining()) {
-        (Err(_), _) => "unhealthy",
-        (Ok(_), true) => "degraded",
-        (Ok(_), false) => "healthy",
+    let backend = app.store.backend();
+    let status = match (&sessions, backend, app.is_draining()) {
+        (Err(_), _, _) => "unhealthy",
+        // Sessions keep working from the cache, but changes are not shared until Redis returns.
+        (Ok(_), Backend::Disconnected, _) | (Ok(_), _, true) => "degraded",
+        (Ok(_), _, false) => "healthy",
     };
     let code = if status == "unhealthy" { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+    let redis = match backend {
+        Backend::Embedded => "disabled",
+        Backend::Connected => "connected",
+        Backend::Disconnected => "disconnected",
+    };
     let body = json!({
         "status": status,
         "ok": status != "unhealthy",
         "timestamp": now_ms(),
         "connections": { "current": current, "peak": peak, "total": total },
         "sessions": { "active": sessions.unwrap_or(0) },
-        "redis": "disabled",
+        "redis": redis,
         "uptime": uptime_ms(&app),
         "serverId": app.server_id,
     });
@@ -57,7 +64,7 @@ async fn livez() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> impl IntoResponse {
-    let store_ok = app.store.count().await.is_ok();
+    let store_ok = app.store.backend() != Backend::Disconnected && app.store.count().await.is_ok();
     let ready = store_ok && !app.is_draining();
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(json!({ "ok": ready, "store": store_ok, "draining": app.is_draining() })))

@@ -2,10 +2,24 @@
 //! commands atomically, so two members changing one session never lose each other's change.
 
 mod memory;
+pub mod redis;
 
 use async_trait::async_trait;
+use tokio::sync::broadcast;
 
 pub use memory::MemoryStore;
+pub use redis::RedisStore;
+
+/// Where sessions live, as `/health` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded in-memory store: nothing to reach.
+    Embedded,
+    /// Redis, answering.
+    Connected,
+    /// Redis, unreachable: the instance serves its sessions from its cache.
+    Disconnected,
+}
 
 use crate::core::{Command, CoreError, Millis, Outcome, Session};
 
@@ -31,4 +45,22 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Removes empty sessions idle for at least `idle_timeout` and returns their ids.
     async fn remove_idle(&self, now: Millis, idle_timeout: Millis) -> Result<Vec<String>, CoreError>;
+
+    fn backend(&self) -> Backend {
+        Backend::Embedded
+    }
+
+    /// Sessions other instances changed, as they change; `None` when no other instance can.
+    fn remote_changes(&self) -> Option<broadcast::Receiver<Session>> {
+        None
+    }
+
+    /// Members held by instances that died: `(session id, socket ids)`; with `including_own`, also
+    /// this instance's members from before a restart.
+    async fn lost_members(&self, _including_own: bool) -> Result<Vec<(String, Vec<String>)>, CoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Tells the other instances this one is alive for the next `ttl_ms`.
+    async fn heartbeat(&self, _ttl_ms: u64) {}
 }

@@ -1,0 +1,35 @@
+//! Changes the server makes on its own, with no socket behind them: unseating the members of an
+//! instance that died.
+
+use socketioxide::{SocketIo, adapter::Adapter};
+
+use super::deliver::deliver;
+use crate::{
+    clock::now_ms,
+    core::{Action, Command, Vocabulary},
+    protocol::{self, Scene},
+    state::AppState,
+};
+
+/// The name server-made changes carry as their author.
+const SERVER: &str = "server";
+
+/// Unseats `sockets` from `session_id` and tells everyone left, on every instance.
+pub async fn evict<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &str, sockets: Vec<String>, reason: &str) {
+    let _guard = app.locks.lock(session_id).await;
+    let now = now_ms();
+    let count = sockets.len();
+    let command = Command { by: SERVER.into(), action: Action::Evict { sockets, reason: reason.into() } };
+    let applied = match app.store.apply(session_id, &command, now).await {
+        Ok(applied) => applied,
+        Err(err) => {
+            tracing::warn!(session = %session_id, %err, "could not unseat lost members");
+            return;
+        }
+    };
+    tracing::info!(session = %session_id, members = count, reason, "unseated members of a lost instance");
+    app.ticker.track(&applied.session);
+    let scene = Scene { session: &applied.session, by: SERVER, sender_vocabulary: Vocabulary::Legacy, now };
+    let emissions = protocol::render(&applied.outcomes, &scene);
+    deliver(io, None, session_id, &emissions).await;
+}

@@ -1,0 +1,359 @@
+//! The Redis store: sessions shared by every instance, surviving restarts.
+//!
+//! Every update is a compare-and-set on the session's revision ([`scripts`]), so concurrent
+//! changes from different instances (joins under the seat limit, leader changes) never lose one
+//! another. Each instance keeps the sessions it touched in a cache: when Redis is unreachable the
+//! instance keeps serving its sessions from there, remembers what changed, and writes those
+//! sessions back once Redis answers again. After each change the instance announces the session on
+//! a channel, so the others refresh their caches and streams at once.
+
+mod connect;
+mod keys;
+mod presence;
+mod scripts;
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use async_trait::async_trait;
+use fred::{
+    clients::SubscriberClient,
+    prelude::{
+        Client, ClientLike, EventInterface, HashesInterface, LuaInterface, PubsubInterface, SetsInterface,
+        SortedSetsInterface,
+    },
+};
+use tokio::sync::broadcast;
+
+pub use connect::{CONNECT_TIMEOUT, builder, fred_config, init};
+pub use keys::Keys;
+
+use super::{Applied, Backend, SessionStore};
+use crate::{
+    config::Config,
+    core::{self, Command, CoreError, Millis, Session},
+};
+
+/// Compare-and-set attempts before an update gives up (only under extreme contention).
+const MAX_ATTEMPTS: usize = 32;
+
+pub struct RedisStore {
+    client: Client,
+    keys: Keys,
+    server_id: String,
+    /// The sessions this instance touched, as last seen.
+    cache: Mutex<HashMap<String, Session>>,
+    /// Sessions changed while Redis was unreachable, to write back when it returns.
+    dirty: Mutex<HashSet<String>>,
+    online: AtomicBool,
+    changes: broadcast::Sender<Session>,
+}
+
+fn unavailable(err: fred::error::Error) -> CoreError {
+    tracing::debug!(%err, "redis command failed");
+    CoreError::Internal
+}
+
+impl RedisStore {
+    /// Connects to the Redis `config` names, or fails with the reason within a few seconds.
+    pub async fn connect(config: &Config, server_id: &str) -> anyhow::Result<Arc<Self>> {
+        let (fred, place) = connect::fred_config(config)?;
+        let client = connect::builder(fred.clone()).build()?;
+        connect::init(&client, &place).await?;
+        let subscriber = connect::builder(fred).build_subscriber_client()?;
+        connect::init(&subscriber, &place).await?;
+        let keys = Keys::new(&config.redis_key_prefix);
+        // Subscriptions come back by themselves after a reconnect.
+        subscriber.manage_subscriptions();
+        subscriber.subscribe(keys.changes()).await?;
+        let (changes, _) = broadcast::channel(1024);
+        let store = Arc::new(Self {
+            client,
+            keys,
+            server_id: server_id.to_owned(),
+            cache: Mutex::default(),
+            dirty: Mutex::default(),
+            online: AtomicBool::new(true),
+            changes,
+        });
+        tokio::spawn(watch_connection(Arc::downgrade(&store)));
+        tokio::spawn(follow_changes(Arc::downgrade(&store), subscriber));
+        tracing::info!(redis = %place, "sessions are kept in Redis");
+        Ok(store)
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed) && self.client.is_connected()
+    }
+
+    /// Marks Redis unreachable; logs only the transition.
+    fn went_offline(&self, why: &str) {
+        if self.online.swap(false, Ordering::Relaxed) {
+            tracing::warn!(reason = why, "redis unreachable: serving sessions from this instance's cache");
+        }
+    }
+
+    /// The session and its revision, from Redis.
+    async fn load(&self, id: &str) -> Result<(Option<Session>, String), fred::error::Error> {
+        let (rev, state): (Option<String>, Option<String>) =
+            self.client.hmget(self.keys.session(id), vec!["rev", "state"]).await?;
+        let session = state.and_then(|json| match serde_json::from_str::<Session>(&json) {
+            Ok(session) => Some(session),
+            Err(err) => {
+                tracing::error!(session = %id, %err, "unreadable session in redis; treating it as missing");
+                None
+            }
+        });
+        Ok((session, rev.unwrap_or_else(|| "0".into())))
+    }
+
+    /// One compare-and-set round: `Ok(None)` when another instance wrote first.
+    async fn try_apply(&self, id: &str, command: &Command, now: Millis) -> Result<Option<Applied>, ApplyFailure> {
+        let (mut slot, rev) = self.load(id).await.map_err(ApplyFailure::Redis)?;
+        let outcomes = core::apply(&mut slot, id, command, now).map_err(ApplyFailure::Refused)?;
+        let session = slot.ok_or(ApplyFailure::Refused(CoreError::Internal))?;
+        let json = serde_json::to_string(&session).map_err(|_| ApplyFailure::Refused(CoreError::Internal))?;
+        let written: i64 = self
+            .client
+            .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev, json])
+            .await
+            .map_err(ApplyFailure::Redis)?;
+        if written == 0 {
+            return Ok(None);
+        }
+        self.index(&session).await.map_err(ApplyFailure::Redis)?;
+        Ok(Some(Applied { outcomes, session }))
+    }
+
+    /// Keeps the activity and band indexes in step with a written session.
+    async fn index(&self, session: &Session) -> Result<(), fred::error::Error> {
+        let _: () = self
+            .client
+            .zadd(self.keys.sessions(), None, None, false, false, (session.last_active_at as f64, session.id.as_str()))
+            .await?;
+        if let Some(band) = &session.band_id {
+            let _: () = self.client.sadd(self.keys.band(band), session.id.as_str()).await?;
+        }
+        Ok(())
+    }
+
+    async fn announce(&self, session: &Session) {
+        let message = format!("{}|{}", self.server_id, session.id);
+        let result: Result<(), _> = self.client.publish(self.keys.changes(), message).await;
+        if let Err(err) = result {
+            tracing::debug!(%err, "change announcement failed");
+        }
+    }
+
+    /// Applies `command` to the cached session while Redis is away, and remembers to write it back.
+    fn apply_offline(&self, id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
+        let mut cache = self.cache();
+        let mut slot = cache.get(id).cloned();
+        let outcomes = core::apply(&mut slot, id, command, now)?;
+        let session = slot.ok_or(CoreError::Internal)?;
+        cache.insert(id.to_owned(), session.clone());
+        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
+        Ok(Applied { outcomes, session })
+    }
+
+    /// Writes back every session changed during the outage; this instance's state is the newest.
+    async fn write_back(&self) {
+        let dirty: Vec<String> = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
+        let mut written = 0;
+        for id in &dirty {
+            let Some(session) = self.cache().get(id).cloned() else { continue };
+            let Ok(json) = serde_json::to_string(&session) else { continue };
+            let result: Result<i64, _> =
+                self.client.eval(scripts::OVERWRITE, vec![self.keys.session(id)], vec![json]).await;
+            match result.map(|_| ()) {
+                Ok(()) => {
+                    self.index(&session).await.ok();
+                    self.announce(&session).await;
+                    written += 1;
+                }
+                Err(err) => {
+                    tracing::warn!(session = %id, %err, "write-back failed; will retry");
+                    self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+                }
+            }
+        }
+        tracing::info!(sessions = written, "redis is back: changes made meanwhile written back");
+    }
+}
+
+enum ApplyFailure {
+    Refused(CoreError),
+    Redis(fred::error::Error),
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
+        if !self.is_online() {
+            return self.apply_offline(session_id, command, now);
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            match self.try_apply(session_id, command, now).await {
+                Ok(Some(applied)) => {
+                    self.cache().insert(session_id.to_owned(), applied.session.clone());
+                    self.announce(&applied.session).await;
+                    return Ok(applied);
+                }
+                Ok(None) => continue,
+                Err(ApplyFailure::Refused(err)) => return Err(err),
+                Err(ApplyFailure::Redis(err)) => {
+                    self.went_offline(&err.to_string());
+                    return self.apply_offline(session_id, command, now);
+                }
+            }
+        }
+        tracing::error!(session = %session_id, "update kept conflicting; gave up");
+        Err(CoreError::Internal)
+    }
+
+    async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError> {
+        if self.is_online() {
+            match self.load(session_id).await {
+                Ok((session, _)) => return Ok(session),
+                Err(err) => self.went_offline(&err.to_string()),
+            }
+        }
+        Ok(self.cache().get(session_id).cloned())
+    }
+
+    async fn sessions_of_band(&self, band_id: &str) -> Result<Vec<Session>, CoreError> {
+        if !self.is_online() {
+            let cache = self.cache();
+            return Ok(cache.values().filter(|s| s.band_id.as_deref() == Some(band_id)).cloned().collect());
+        }
+        let ids: Vec<String> = self.client.smembers(self.keys.band(band_id)).await.map_err(unavailable)?;
+        let mut sessions = Vec::new();
+        for id in ids {
+            match self.load(&id).await.map_err(unavailable)? {
+                (Some(session), _) => sessions.push(session),
+                (None, _) => {
+                    let _: Result<(), _> = self.client.srem(self.keys.band(band_id), id.as_str()).await;
+                }
+            }
+        }
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
+    }
+
+    async fn count(&self) -> Result<usize, CoreError> {
+        if !self.is_online() {
+            return Ok(self.cache().len());
+        }
+        self.client.zcard(self.keys.sessions()).await.map_err(unavailable)
+    }
+
+    async fn remove_idle(&self, now: Millis, idle_timeout: Millis) -> Result<Vec<String>, CoreError> {
+        if !self.is_online() {
+            return Ok(Vec::new());
+        }
+        let cutoff = (now - idle_timeout) as f64;
+        let candidates: Vec<String> =
+            self.client.zrangebyscore(self.keys.sessions(), "-inf", cutoff, false, None).await.map_err(unavailable)?;
+        let mut removed = Vec::new();
+        for id in candidates {
+            let (session, rev) = self.load(&id).await.map_err(unavailable)?;
+            let Some(session) = session else {
+                let _: Result<(), _> = self.client.zrem(self.keys.sessions(), id.as_str()).await;
+                continue;
+            };
+            if !session.is_idle(now, idle_timeout) {
+                continue;
+            }
+            let deleted: i64 = self
+                .client
+                .eval(scripts::COMPARE_AND_DELETE, vec![self.keys.session(&id)], vec![rev])
+                .await
+                .map_err(unavailable)?;
+            if deleted == 1 {
+                let _: Result<(), _> = self.client.zrem(self.keys.sessions(), id.as_str()).await;
+                if let Some(band) = &session.band_id {
+                    let _: Result<(), _> = self.client.srem(self.keys.band(band), id.as_str()).await;
+                }
+                self.cache().remove(&id);
+                removed.push(id);
+            }
+        }
+        Ok(removed)
+    }
+
+    fn backend(&self) -> Backend {
+        if self.is_online() { Backend::Connected } else { Backend::Disconnected }
+    }
+
+    fn remote_changes(&self) -> Option<broadcast::Receiver<Session>> {
+        Some(self.changes.subscribe())
+    }
+
+    async fn lost_members(&self, including_own: bool) -> Result<Vec<(String, Vec<String>)>, CoreError> {
+        presence::lost_members(self, including_own).await
+    }
+
+    async fn heartbeat(&self, ttl_ms: u64) {
+        presence::heartbeat(self, ttl_ms).await;
+    }
+}
+
+/// Follows the connection: offline on errors, write-back on reconnect.
+async fn watch_connection(store: std::sync::Weak<RedisStore>) {
+    let Some((mut errors, mut reconnects)) = store.upgrade().map(|s| (s.client.error_rx(), s.client.reconnect_rx()))
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            error = errors.recv() => match (error, store.upgrade()) {
+                (Ok((err, _)), Some(store)) => store.went_offline(&err.to_string()),
+                (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
+                _ => return,
+            },
+            reconnect = reconnects.recv() => match (reconnect, store.upgrade()) {
+                (Ok(_), Some(store)) => {
+                    if !store.online.swap(true, Ordering::Relaxed) {
+                        tracing::info!("redis reachable again");
+                    }
+                    store.write_back().await;
+                }
+                (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
+                _ => return,
+            },
+        }
+    }
+}
+
+/// Refreshes the cache from changes other instances announce, and passes them on.
+async fn follow_changes(store: std::sync::Weak<RedisStore>, subscriber: SubscriberClient) {
+    let mut messages = subscriber.message_rx();
+    while let Ok(message) = messages.recv().await {
+        let Some(store) = store.upgrade() else { return };
+        let Some(text) = message.value.as_string() else { continue };
+        let Some((server, session_id)) = text.split_once('|') else { continue };
+        if server == store.server_id {
+            continue;
+        }
+        match store.load(session_id).await {
+            Ok((Some(session), _)) => {
+                store.cache().insert(session_id.to_owned(), session.clone());
+                store.changes.send(session).ok();
+            }
+            Ok((None, _)) => {
+                store.cache().remove(session_id);
+            }
+            Err(err) => store.went_offline(&err.to_string()),
+        }
+    }
+    drop(subscriber);
+}
