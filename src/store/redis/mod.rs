@@ -165,6 +165,13 @@ impl RedisStore {
         Ok(Applied { outcomes, session })
     }
 
+    async fn back_online(&self) {
+        if !self.online.swap(true, Ordering::Relaxed) {
+            tracing::info!("redis reachable again");
+        }
+        self.write_back().await;
+    }
+
     /// Writes back every session changed during the outage; this instance's state is the newest.
     async fn write_back(&self) {
         let dirty: Vec<String> = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
@@ -186,7 +193,9 @@ impl RedisStore {
                 }
             }
         }
-        tracing::info!(sessions = written, "redis is back: changes made meanwhile written back");
+        if written > 0 {
+            tracing::info!(sessions = written, "changes made while redis was away written back");
+        }
     }
 }
 
@@ -307,12 +316,17 @@ impl SessionStore for RedisStore {
     }
 }
 
-/// Follows the connection: offline on errors, write-back on reconnect.
+/// How often an instance that lost Redis checks whether it answers again.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Follows the connection: offline on errors, and back online (with the write-back) on a
+/// reconnect or, for a connection that stalled without dropping, when a probe answers.
 async fn watch_connection(store: std::sync::Weak<RedisStore>) {
     let Some((mut errors, mut reconnects)) = store.upgrade().map(|s| (s.client.error_rx(), s.client.reconnect_rx()))
     else {
         return;
     };
+    let mut probe = tokio::time::interval(PROBE_EVERY);
     loop {
         tokio::select! {
             error = errors.recv() => match (error, store.upgrade()) {
@@ -321,15 +335,16 @@ async fn watch_connection(store: std::sync::Weak<RedisStore>) {
                 _ => return,
             },
             reconnect = reconnects.recv() => match (reconnect, store.upgrade()) {
-                (Ok(_), Some(store)) => {
-                    if !store.online.swap(true, Ordering::Relaxed) {
-                        tracing::info!("redis reachable again");
-                    }
-                    store.write_back().await;
-                }
+                (Ok(_), Some(store)) => store.back_online().await,
                 (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
                 _ => return,
             },
+            _ = probe.tick() => {
+                let Some(store) = store.upgrade() else { return };
+                if !store.online.load(Ordering::Relaxed) && store.client.ping::<String>(None).await.is_ok() {
+                    store.back_online().await;
+                }
+            }
         }
     }
 }
