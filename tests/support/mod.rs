@@ -1,6 +1,10 @@
 //! Helpers shared by the integration tests: an in-process server on a free port, and a tiny
 //! HTTP/1.1 client so the tests need no extra dependencies.
 
+#![allow(dead_code)] // each test binary uses its own part of the helpers
+
+pub mod redis;
+
 use std::{net::SocketAddr, time::Duration};
 
 use bandsync_server::{config::Config, server::Server};

@@ -1,0 +1,165 @@
+//! The Redis store against a real `redis-server`: atomic updates across instances, discovery,
+//! survival, outages and the start-up errors an operator sees.
+
+mod support;
+
+use std::{sync::Arc, time::Duration};
+
+use bandsync_server::{
+    config::Config,
+    core::{Action, Command, CoreError, Creation, Joiner, SessionSetup, Vocabulary},
+    store::{Backend, RedisStore, SessionStore},
+};
+use support::redis::RedisServer;
+
+fn config(redis: &RedisServer) -> Config {
+    let mut config = Config::for_tests();
+    config.redis_url = Some(redis.url());
+    config
+}
+
+fn join(by: &str, instance: &str, max_members: usize) -> Command {
+    let joiner = Joiner {
+        display_name: by.into(),
+        vocabulary: Vocabulary::Legacy,
+        instance: Some(instance.into()),
+        ..Joiner::default()
+    };
+    let setup = SessionSetup { band_id: Some("band".into()), ..SessionSetup::with_max_members(max_members) };
+    Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation: Creation::IfMissing(setup) } }
+}
+
+fn command(by: &str, action: Action) -> Command {
+    Command { by: by.into(), action }
+}
+
+async fn store(config: &Config, server_id: &str) -> Arc<RedisStore> {
+    RedisStore::connect(config, server_id).await.expect("connects")
+}
+
+#[tokio::test]
+async fn concurrent_joins_on_two_instances_fill_exactly_the_seats() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+    let mut joins = Vec::new();
+    for i in 0..12 {
+        let instance = if i % 2 == 0 { a.clone() } else { b.clone() };
+        joins.push(tokio::spawn(async move { instance.apply("gig", &join(&format!("m{i}"), "x", 8), i).await }));
+    }
+    let mut seated = 0;
+    let mut full = 0;
+    for join in joins {
+        match join.await.unwrap() {
+            Ok(_) => seated += 1,
+            Err(CoreError::SessionFull { max: 8 }) => full += 1,
+            Err(other) => panic!("unexpected refusal: {other}"),
+        }
+    }
+    assert_eq!((seated, full), (8, 4));
+    let session = b.get("gig").await.unwrap().unwrap();
+    assert_eq!(session.members.len(), 8);
+    assert_eq!(session.members.iter().filter(|m| session.is_leader(&m.socket_id)).count(), 1, "one leader");
+}
+
+#[tokio::test]
+async fn a_session_made_on_one_instance_is_found_and_changed_on_another() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+    let mut changes = a.remote_changes().expect("a Redis store hears other instances");
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    let listed = b.sessions_of_band("band").await.unwrap();
+    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["gig"]);
+    b.apply("gig", &join("bob", "b", 8), 2).await.unwrap();
+    let tempo =
+        Action::SetTempo { tempo: 90.0, announcement: bandsync_server::core::TempoAnnouncement::Silent, ramp_ms: 0.0 };
+    a.apply("gig", &command("alice", tempo), 3).await.unwrap();
+    // b's change reaches a's cache through the change channel.
+    let seen = tokio::time::timeout(Duration::from_secs(2), changes.recv()).await.expect("announced").unwrap();
+    assert_eq!(seen.members.len(), 2);
+    assert_eq!(b.get("gig").await.unwrap().unwrap().timeline.tempo, 90.0);
+    assert_eq!(a.count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sessions_outlive_the_instance_that_made_them() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    {
+        let first = store(&config, "a").await;
+        first.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+        let start = Action::Start { tempo: Some(100.0), time_signature: None, lead_ms: 0 };
+        first.apply("gig", &command("alice", start), 1_000).await.unwrap();
+    }
+    let restarted = store(&config, "a").await;
+    let lost = restarted.lost_members(true).await.unwrap();
+    assert_eq!(lost, vec![("gig".to_string(), vec!["alice".to_string()])], "its own members from before");
+    let session = restarted.get("gig").await.unwrap().unwrap();
+    assert!(session.timeline.is_playing);
+    assert_eq!(session.timeline.tempo, 100.0);
+    assert_eq!(session.timeline.position_at(4_000), 3_000.0, "the position kept running");
+}
+
+#[tokio::test]
+async fn members_of_an_instance_without_a_heartbeat_are_lost() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    b.apply("gig", &join("bob", "b", 8), 2).await.unwrap();
+    a.heartbeat(10_000).await;
+    b.heartbeat(10_000).await;
+    assert!(b.lost_members(false).await.unwrap().is_empty(), "both alive");
+    // a's last heartbeat lapses at once, as if it died right after sending it.
+    a.heartbeat(1).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.lost_members(false).await.unwrap(), vec![("gig".to_string(), vec!["alice".to_string()])]);
+}
+
+#[tokio::test]
+async fn an_outage_is_served_from_the_cache_and_written_back() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    redis.pause();
+    let message = Action::UpdateMessage { message: "written while redis was away".into() };
+    let during = a.apply("gig", &command("alice", message), 2).await.expect("served from the cache");
+    assert_eq!(during.session.message, "written while redis was away");
+    assert_eq!(a.backend(), Backend::Disconnected);
+    redis.resume();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = b.get("gig").await.unwrap().map(|s| s.message);
+        if a.backend() == Backend::Connected && seen.as_deref() == Some("written while redis was away") {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not written back: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn start_up_fails_clearly_without_redis_or_with_a_wrong_password() {
+    let guarded = RedisServer::start(Some("secret"));
+    let mut wrong = Config::for_tests();
+    wrong.redis_url = Some(format!("redis://:wrong@127.0.0.1:{}", guarded.port));
+    let err = RedisStore::connect(&wrong, "a").await.err().expect("refused").to_string();
+    assert!(err.contains("cannot connect to Redis at redis://***@127.0.0.1"), "{err}");
+    assert!(!err.contains("wrong"), "no password in messages: {err}");
+
+    let mut right = Config::for_tests();
+    right.redis_host = Some("127.0.0.1".into());
+    right.redis_port = guarded.port;
+    right.redis_password = Some("secret".into());
+    assert!(RedisStore::connect(&right, "a").await.is_ok());
+
+    let nothing_there = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut absent = Config::for_tests();
+    absent.redis_url = Some(format!("redis://127.0.0.1:{nothing_there}"));
+    let started = std::time::Instant::now();
+    let err = RedisStore::connect(&absent, "a").await.err().expect("refused").to_string();
+    assert!(err.contains("cannot connect to Redis"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(8), "no hang");
+}
