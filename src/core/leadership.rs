@@ -11,7 +11,7 @@ pub(super) fn set_role(session: &mut Session, by: &str, wants_lead: bool) -> Vec
     let previous = session.leader.clone();
     if wants_lead {
         session.set_leader(Some(by));
-        session.message = "Leader connected".to_owned();
+        session.announce("Leader connected".to_owned());
         vec![
             Outcome::LeadChanged { previous, new: Some(by.to_owned()), reason: LeadChange::TakenOver },
             Outcome::Snapshot,
@@ -27,7 +27,7 @@ pub(super) fn request(session: &mut Session, by: &str) -> Vec<Outcome> {
     let Some(leader) = session.leader.clone() else {
         session.set_leader(Some(by));
         let name = session.member(by).map(|m| m.display_name.clone()).unwrap_or_default();
-        session.message = format!("{name} is leading");
+        session.announce(format!("{name} is leading"));
         return vec![
             Outcome::LeadChanged { previous: None, new: Some(by.to_owned()), reason: LeadChange::Granted },
             Outcome::Snapshot,
@@ -80,7 +80,7 @@ fn hand_over(
     session.pending_leader_requests.clear();
     session.set_leader(Some(to));
     session.timeline.pause(now);
-    session.message = format!("{name} is leading");
+    session.announce(format!("{name} is leading"));
     Ok(vec![
         Outcome::LeadChanged { previous: Some(by.to_owned()), new: Some(to.to_owned()), reason },
         Outcome::Snapshot,

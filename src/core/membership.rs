@@ -71,7 +71,10 @@ pub(super) fn join(
     let takes_lead = previous.is_none() || wants_lead;
     if takes_lead {
         session.set_leader(Some(by));
-        session.message = format!("{display_name} is leading");
+        // A band returning to its session (after a restart) finds its message as it left it.
+        if wants_lead || !session.message_by_band {
+            session.announce(format!("{display_name} is leading"));
+        }
     }
     let member = session.member(by).cloned().expect("just seated");
     let mut outcomes = vec![Outcome::SnapshotToSender, Outcome::Joined { member }];
@@ -95,7 +98,7 @@ pub(super) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Mil
         session.set_leader(successor.as_ref().map(|(id, _)| id.as_str()));
         if let Some((id, name)) = successor {
             session.timeline.pause(now);
-            session.message = format!("{name} is now leading");
+            session.announce(format!("{name} is now leading"));
             let reason = match cause {
                 LeaveCause::Left => LeadChange::LeaderLeft,
                 LeaveCause::Disconnected(_) => LeadChange::LeaderDisconnected,
@@ -127,7 +130,7 @@ pub(super) fn evict(session: &mut Session, sockets: &[String], reason: &str, now
         session.set_leader(successor.as_ref().map(|(id, _)| id.as_str()));
         if let Some((id, name)) = successor {
             session.timeline.pause(now);
-            session.message = format!("{name} is now leading");
+            session.announce(format!("{name} is now leading"));
             let reason = LeadChange::LeaderDisconnected;
             outcomes.push(Outcome::LeadChanged { previous: Some(old), new: Some(id.clone()), reason });
             new_leader = Some(id);
@@ -167,6 +170,25 @@ mod tests {
         assert_eq!(session.leader.as_deref(), Some("alice"));
         assert_eq!(session.member("bob").unwrap().role, Role::Follower);
         assert_eq!(session.message, "alice is leading");
+    }
+
+    #[test]
+    fn the_first_back_in_an_emptied_session_leads_and_keeps_the_message() {
+        let mut slot = seated(&["alice"]);
+        run(&mut slot, "alice", Action::UpdateMessage { message: "Verse 2 from the top".into() }, 5).unwrap();
+        run(&mut slot, "alice", Action::Leave(LeaveCause::Disconnected("x".into())), 6).unwrap();
+        join_at(&mut slot, "alice-again", "alice", false, 7).unwrap();
+        let session = slot.unwrap();
+        assert_eq!(session.leader.as_deref(), Some("alice-again"));
+        assert_eq!(session.message, "Verse 2 from the top");
+    }
+
+    #[test]
+    fn the_first_back_in_an_emptied_session_is_announced_over_a_server_message() {
+        let mut slot = seated(&["alice"]);
+        run(&mut slot, "alice", Action::Leave(LeaveCause::Left), 6).unwrap();
+        join_at(&mut slot, "bob", "Bob", false, 7).unwrap();
+        assert_eq!(slot.unwrap().message, "Bob is leading");
     }
 
     #[test]

@@ -57,6 +57,7 @@ pub(super) fn apply(session: &mut Session, action: &Action, now: Millis) -> Vec<
         }
         Action::UpdateMessage { message } => {
             session.message = message.clone();
+            session.message_by_band = true;
             vec![Outcome::Snapshot]
         }
         Action::RoleNotice { role, previous_role } => {

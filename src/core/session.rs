@@ -111,6 +111,10 @@ pub struct Session {
     pub id: String,
     /// Free text line shown to the band ("Alice is leading").
     pub message: String,
+    /// True when a member wrote the message (`update_message`), false when the server did; a band
+    /// returning to its session keeps a message it wrote.
+    #[serde(default)]
+    pub message_by_band: bool,
     pub timeline: Timeline,
     pub leader: Option<String>,
     /// In join order: the first is the earliest joined, next in line on re-election.
@@ -137,6 +141,7 @@ impl Session {
         Self {
             id: id.into(),
             message: String::new(),
+            message_by_band: false,
             timeline: Timeline::default(),
             leader: None,
             members: Vec::new(),
@@ -149,6 +154,12 @@ impl Session {
             time_signature: TimeSignature::default(),
             creator_id: None,
         }
+    }
+
+    /// The server's own message line ("Alice is leading").
+    pub(crate) fn announce(&mut self, message: String) {
+        self.message = message;
+        self.message_by_band = false;
     }
 
     pub fn member(&self, socket_id: &str) -> Option<&Member> {
