@@ -37,15 +37,21 @@ export function connect(url, { transport = "websocket", version = "4.8.1", timeo
       socket.close();
       reject(new Error(`connect timeout (${transport}, ${version}) to ${url}`));
     }, timeoutMs + 500);
-    socket.once("connect", () => {
+    // Only the first connection attempt counts: a later connect_error (a reconnecting client whose
+    // server went away) must not close the socket.
+    const onError = (err) => {
       clearTimeout(timer);
-      resolve(socket);
-    });
-    socket.once("connect_error", (err) => {
-      clearTimeout(timer);
+      socket.off("connect", onConnect);
       socket.close();
       reject(new Error(`connect_error (${transport}, ${version}): ${err?.message ?? err}`));
-    });
+    };
+    const onConnect = () => {
+      clearTimeout(timer);
+      socket.off("connect_error", onError);
+      resolve(socket);
+    };
+    socket.once("connect", onConnect);
+    socket.once("connect_error", onError);
   });
 }
 

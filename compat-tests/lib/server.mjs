@@ -38,11 +38,12 @@ export function freePort() {
 
 /**
  * Spawns the binary with `env` on top of the test defaults. Does not wait for readiness.
+ * Options: {port} to listen on a fixed port (e.g. to restart an instance where it was) instead of a free one.
  * Returns {proc, port, logs(), stderr(), stdout(), exited: Promise<{code, signal}>}.
  */
-export async function spawnServer(env = {}) {
+export async function spawnServer(env = {}, { port: fixedPort } = {}) {
   if (!existsSync(BIN)) throw new Error(`server binary not found at ${BIN} (set BANDSYNC_BIN)`);
-  const port = await freePort();
+  const port = fixedPort ?? (await freePort());
   const fullEnv = {
     ...process.env,
     PORT: String(port),
@@ -87,10 +88,12 @@ export async function spawnServer(env = {}) {
 
 /**
  * Starts the server and waits until GET /livez answers 200 (10 s max).
- * Returns {url, port, proc, stop(): Promise<exitCode>, logs(): string}.
+ * Options: {port} (a fixed port, see spawnServer).
+ * Returns {url, port, env, proc, exited, stop(): Promise<exitCode>, kill(): Promise (SIGKILL),
+ * logs(), stdout(), stderr(): string}.
  */
-export async function startServer(env = {}) {
-  const s = await spawnServer(env);
+export async function startServer(env = {}, { port } = {}) {
+  const s = await spawnServer(env, { port });
   const url = `http://127.0.0.1:${s.port}`;
   let exitInfo = null;
   s.exited.then((info) => (exitInfo = info));
@@ -116,9 +119,17 @@ export async function startServer(env = {}) {
   return {
     url,
     port: s.port,
+    env,
     proc: s.proc,
     logs: s.logs,
+    stdout: s.stdout,
+    stderr: s.stderr,
     exited: s.exited,
+    /** SIGKILL (kill -9, no clean-up in the server); resolves once the process is gone. */
+    async kill() {
+      if (!exitInfo) s.proc.kill("SIGKILL");
+      await s.exited;
+    },
     /** SIGTERM, then resolve with the exit code (SIGKILL after 10 s; then resolves with the signal name). */
     stop() {
       if (stopping) return stopping;

@@ -6,13 +6,17 @@ use super::rooms;
 use crate::protocol::{Emission, Target};
 
 /// Sends `emissions` about session `session_id` in order. `sender` is absent for the server's own
-/// changes, which address no sender.
+/// changes, which address no sender. With `local_only` (the other instances are unreachable) rooms
+/// get the emissions on this instance only; an emission the adapter fails to share is also
+/// delivered here, so an outage between instances never silences a room's local members.
 pub async fn deliver<A: Adapter>(
     io: &SocketIo<A>,
     sender: Option<&SocketRef<A>>,
     session_id: &str,
     emissions: &[Emission],
+    local_only: bool,
 ) {
+    let to = |room: String| if local_only { io.local().to(room) } else { io.to(room) };
     for emission in emissions {
         let Emission { target, event, data } = emission;
         let result = match target {
@@ -21,9 +25,16 @@ pub async fn deliver<A: Adapter>(
                 None => Ok(()),
             },
             Target::Room(vocabulary) => {
-                io.to(rooms::session(session_id, *vocabulary)).emit(*event, data).await.map_err(|e| e.to_string())
+                let room = rooms::session(session_id, *vocabulary);
+                match to(room.clone()).emit(*event, data).await {
+                    Err(err) if !local_only => {
+                        tracing::debug!(event, %err, "room broadcast not shared with other instances; delivering locally");
+                        io.local().to(room).emit(*event, data).await.map_err(|e| e.to_string())
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                }
             }
-            Target::Socket(id) => io.to(rooms::socket(id)).emit(*event, data).await.map_err(|e| e.to_string()),
+            Target::Socket(id) => to(rooms::socket(id)).emit(*event, data).await.map_err(|e| e.to_string()),
         };
         if let Err(err) = result {
             // A member whose connection just closed cannot be reached; its disconnect is on its way.

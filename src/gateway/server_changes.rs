@@ -9,6 +9,7 @@ use crate::{
     core::{Action, Command, Vocabulary},
     protocol::{self, Scene},
     state::AppState,
+    store::Backend,
 };
 
 /// The name server-made changes carry as their author.
@@ -31,5 +32,6 @@ pub async fn evict<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &st
     app.ticker.track(&applied.session);
     let scene = Scene { session: &applied.session, by: SERVER, sender_vocabulary: Vocabulary::Legacy, now };
     let emissions = protocol::render(&applied.outcomes, &scene);
-    deliver(io, None, session_id, &emissions).await;
+    let local_only = app.store.backend() == Backend::Disconnected;
+    deliver(io, None, session_id, &emissions, local_only).await;
 }

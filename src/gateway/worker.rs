@@ -24,6 +24,7 @@ use crate::{
     },
     protocol::{self, Scene, enhanced, legacy},
     state::AppState,
+    store::Backend,
 };
 
 /// Where a socket sits: the session and the vocabulary it joined with.
@@ -180,6 +181,7 @@ impl<A: Adapter> Worker<A> {
         let sender_vocabulary = self.seat.as_ref().map_or(Vocabulary::Legacy, |s| s.vocabulary);
         let scene = Scene { session: &applied.session, by: &self.socket_id, sender_vocabulary, now };
         let emissions = protocol::render(&applied.outcomes, &scene);
+        let local_only = app.store.backend() == Backend::Disconnected;
         let mut body = answer(&applied.session, now);
         if applied.outcomes.iter().any(|o| matches!(o, Outcome::LeadRequested { .. })) {
             body = json!({ "pending": true });
@@ -187,10 +189,10 @@ impl<A: Adapter> Worker<A> {
         match responder {
             Some(responder) if responder.answers_first() => {
                 responder.succeed(&self.socket, body);
-                deliver(&self.io, Some(&self.socket), session_id, &emissions).await;
+                deliver(&self.io, Some(&self.socket), session_id, &emissions, local_only).await;
             }
             responder => {
-                deliver(&self.io, Some(&self.socket), session_id, &emissions).await;
+                deliver(&self.io, Some(&self.socket), session_id, &emissions, local_only).await;
                 if let Some(responder) = responder {
                     responder.succeed(&self.socket, body);
                 }
