@@ -145,6 +145,10 @@ pub struct Config {
     #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "REDIS_CLUSTER_NODES", value_parser = parse_nodes)]
     pub redis_cluster_nodes: Option<Nodes>,
 
+    /// Serve the browser client at `/demo`.
+    #[arg(long, env = "DEMO_PAGE", value_name = "DEMO_PAGE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub demo_page: bool,
+
     /// Who may take the lead with `set_role`.
     #[arg(long, env = "LEADER_POLICY", value_name = "LEADER_POLICY", value_enum, default_value_t = LeaderPolicy::Open)]
     pub leader_policy: LeaderPolicy,

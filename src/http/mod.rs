@@ -1,4 +1,5 @@
-//! HTTP routes beside Socket.IO: service info, health, liveness and readiness.
+//! HTTP routes beside Socket.IO: service info, health, liveness, readiness, the sync engine's
+//! figures and the demo page.
 
 use std::sync::Arc;
 
@@ -7,8 +8,11 @@ use serde_json::json;
 
 use crate::{clock::now_ms, state::AppState, store::Backend};
 
+mod demo;
+
 pub fn routes(app: Arc<AppState>) -> Router {
-    Router::new()
+    let router = if app.config.demo_page { demo::routes() } else { Router::new() };
+    router
         .route("/", get(index))
         .route("/health", get(health))
         .route("/livez", get(livez))
