@@ -4,8 +4,6 @@
 //! (loaded by `main` before parsing), then from the defaults below. A value that does not parse or
 //! falls outside its bounds stops start-up with a message naming the setting.
 
-use std::net::IpAddr;
-
 use clap::{Parser, ValueEnum};
 
 /// Who may take the lead with `set_role {role: "leader"}`.
@@ -32,11 +30,11 @@ pub struct Config {
     #[arg(long, env = "PORT", value_name = "PORT", default_value_t = 3001)]
     pub port: u16,
 
-    /// Address to bind.
+    /// Address or host name to bind.
     #[arg(long, env = "HOST", value_name = "HOST", default_value = "0.0.0.0")]
-    pub host: IpAddr,
+    pub host: String,
 
-    /// Name of this instance in logs and `/health`; a random one when unset.
+    /// Name of this instance in logs, `/health` and Redis; `<host name>:<port>` when unset.
     #[arg(long, env = "SERVER_ID", value_name = "SERVER_ID", value_parser = parse_name)]
     pub server_id: Option<String>,
 
@@ -146,12 +144,23 @@ pub struct Config {
     pub redis_cluster_nodes: Option<Nodes>,
 
     /// Serve the browser client at `/demo`.
-    #[arg(long, env = "DEMO_PAGE", value_name = "DEMO_PAGE", default_value_t = true, action = clap::ArgAction::Set)]
+    #[arg(long, env = "DEMO_PAGE", value_name = "DEMO_PAGE", default_value_t = true, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
     pub demo_page: bool,
 
     /// Who may take the lead with `set_role`.
     #[arg(long, env = "LEADER_POLICY", value_name = "LEADER_POLICY", value_enum, default_value_t = LeaderPolicy::Open)]
     pub leader_policy: LeaderPolicy,
+
+    /// Debug output of the sync engine (scheduling, streams), whatever `RUST_LOG` says.
+    #[arg(long, env = "DEBUG_SYNC_ENGINE", value_name = "DEBUG_SYNC_ENGINE", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub debug_sync_engine: bool,
+
+    /// Debug output of the Redis layer (store, adapter, client), whatever `RUST_LOG` says.
+    #[arg(long, env = "DEBUG_REDIS_EVENTS", value_name = "DEBUG_REDIS_EVENTS", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub debug_redis_events: bool,
 
     /// `text` for people, `json` for log collectors (one object per line).
     #[arg(long, env = "LOG_FORMAT", value_name = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -198,7 +207,17 @@ fn parse_name(raw: &str) -> Result<String, String> {
 impl Config {
     /// Settings from the environment only (no command line), for embedding and tests.
     pub fn from_env() -> Result<Self, clap::Error> {
-        Self::try_parse_from(["bandsync-server"])
+        Self::try_parse_from(["bandsync-server"]).map(Self::without_empty_values)
+    }
+
+    /// Settings left empty in a `.env` (`REDIS_HOST=`) mean unset, as they did for the Node server.
+    fn without_empty_values(mut self) -> Self {
+        for value in [&mut self.server_id, &mut self.redis_url, &mut self.redis_host, &mut self.redis_password] {
+            if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *value = None;
+            }
+        }
+        self
     }
 
     /// The defaults, as if no variable were set, with the port chosen by the OS.
@@ -245,6 +264,16 @@ mod tests {
     fn out_of_range_value_names_the_setting() {
         let err = Config::try_parse_from(["x", "--max-session-members", "0"]).unwrap_err();
         assert!(err.to_string().contains("MAX_SESSION_MEMBERS"), "{err}");
+    }
+
+    #[test]
+    fn empty_values_mean_unset_and_yes_no_words_are_understood() {
+        let config = Config::try_parse_from(["x", "--redis-host", "", "--demo-page", "no", "--debug-sync-engine", "1"])
+            .unwrap()
+            .without_empty_values();
+        assert!(!config.redis_enabled());
+        assert!(!config.demo_page);
+        assert!(config.debug_sync_engine);
     }
 
     #[test]

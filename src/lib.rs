@@ -14,6 +14,7 @@
 //! - [`sync`]: the sync engine, one scheduler per instance streaming positions and beats.
 //! - [`tasks`]: periodic chores: the idle-session sweep and the metrics feed.
 //! - [`clock`]: the one clock every timestamp comes from.
+//! - [`telemetry`]: the Prometheus metrics, by name.
 //! - [`http`]: health, liveness and readiness routes.
 //! - [`server`]: wires it all together and serves until shut down.
 
@@ -29,3 +30,4 @@ pub mod stats;
 pub mod store;
 pub mod sync;
 pub mod tasks;
+pub mod telemetry;

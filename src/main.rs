@@ -17,7 +17,7 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_tracing(config.log_format);
+    init_tracing(&config);
     match run(config).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -33,10 +33,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
     server.serve(shutdown_signal()).await
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+fn init_tracing(config: &Config) {
+    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    if config.debug_sync_engine {
+        filter = filter.add_directive("bandsync_server::sync=debug".parse().expect("valid directive"));
+    }
+    if config.debug_redis_events {
+        for directive in ["bandsync_server::store::redis=debug", "socketioxide_redis=debug", "fred=info"] {
+            filter = filter.add_directive(directive.parse().expect("valid directive"));
+        }
+    }
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
+    match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
         LogFormat::Text => builder.init(),
     }

@@ -9,6 +9,7 @@ use std::{
 };
 
 use axum::http::HeaderValue;
+use fred::clients::SubscriberClient;
 use socketioxide::{SocketIo, adapter::Adapter};
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
@@ -25,7 +26,7 @@ use crate::{
         redis::{self, Keys},
     },
     sync::Ticker,
-    tasks,
+    tasks, telemetry,
 };
 
 /// Packets a socket may have waiting to be written. Bursts (a join's snapshot and stats, then a
@@ -52,8 +53,10 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let addr = SocketAddr::new(config.host, config.port);
-        let listener = TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        let addr = (config.host.as_str(), config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
         let server_id = config.server_id.clone().unwrap_or_else(|| default_server_id(port));
         let builder = SocketIo::builder()
@@ -74,17 +77,20 @@ impl Server {
         }
 
         let store = RedisStore::connect(&config, &server_id).await?;
-        let adapter = redis_adapter(&config).await?;
+        let (adapter, subscriber) = redis_adapter(&config).await?;
         let app = app_state(config, server_id, store);
         let (layer, io) = builder.with_adapter::<FredAdapter<_>>(adapter).build_layer();
         let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
-        // Members this instance held before a restart cannot be connected any more.
-        tasks::evict_lost_members(&app, &io, true).await;
-        let (init, start_background, close_all) = wire(io, app.clone());
+        let (init, start_background, close_all) = wire(io.clone(), app.clone());
         tokio::time::timeout(redis::CONNECT_TIMEOUT, init)
             .await
             .map_err(|_| anyhow::anyhow!("the Socket.IO Redis adapter did not start in time"))?
             .map_err(|e| anyhow::anyhow!("the Socket.IO Redis adapter did not start: {e}"))?;
+        // Only once the adapter has subscribed may its client resubscribe by itself after a
+        // reconnect (earlier, it would resubscribe to nothing, which Redis refuses).
+        subscriber.manage_subscriptions();
+        // Members this instance held before a restart cannot be connected any more.
+        tasks::evict_lost_members(&app, &io, true).await;
         Ok(Self { listener, router, app, start_background, close_all })
     }
 
@@ -153,6 +159,8 @@ fn cors(config: &Config) -> CorsLayer {
 }
 
 fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) -> Arc<AppState> {
+    telemetry::handle();
+    telemetry::build_info(&server_id);
     Arc::new(AppState {
         limits: Limits { max_name: config.max_name_length as usize, max_message: config.max_message_length as usize },
         server_id,
@@ -168,18 +176,18 @@ fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) ->
 }
 
 /// The Socket.IO Redis adapter: room broadcasts reach the sockets of every instance.
-async fn redis_adapter(config: &Config) -> anyhow::Result<RedisAdapterCtr<FredDriver>> {
+async fn redis_adapter(config: &Config) -> anyhow::Result<(RedisAdapterCtr<FredDriver>, SubscriberClient)> {
     let (fred, place) = redis::fred_config(config)?;
     let subscriber = redis::builder(fred).build_subscriber_client()?;
-    // Its subscriptions come back by themselves after a reconnect.
-    subscriber.manage_subscriptions();
     let adapter_config = RedisAdapterConfig::default().with_prefix(Keys::new(&config.redis_key_prefix).adapter());
-    tokio::time::timeout(redis::CONNECT_TIMEOUT, RedisAdapterCtr::new_with_fred_config(subscriber, adapter_config))
+    let construct = RedisAdapterCtr::new_with_fred_config(subscriber.clone(), adapter_config);
+    let adapter = tokio::time::timeout(redis::CONNECT_TIMEOUT, construct)
         .await
         .map_err(|_| {
             anyhow::anyhow!("cannot connect to Redis at {place}: no answer within {:?}", redis::CONNECT_TIMEOUT)
         })?
-        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {place}: {e}"))
+        .map_err(|e| anyhow::anyhow!("cannot connect to Redis at {place}: {e}"))?;
+    Ok((adapter, subscriber))
 }
 
 /// `<host name>:<port>`: the same after a restart, so the instance can tell its own members from

@@ -3,7 +3,10 @@
 use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
 
 use super::rooms;
-use crate::protocol::{Emission, Target};
+use crate::{
+    protocol::{Emission, Target},
+    telemetry,
+};
 
 /// Sends `emissions` about session `session_id` in order. `sender` is absent for the server's own
 /// changes, which address no sender. With `local_only` (the other instances are unreachable) rooms
@@ -19,6 +22,7 @@ pub async fn deliver<A: Adapter>(
     let to = |room: String| if local_only { io.local().to(room) } else { io.to(room) };
     for emission in emissions {
         let Emission { target, event, data } = emission;
+        telemetry::event_emitted(event);
         let result = match target {
             Target::Sender => match sender {
                 Some(sender) => sender.emit(*event, data).map_err(|e| e.to_string()),

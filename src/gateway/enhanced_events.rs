@@ -35,7 +35,7 @@ impl<A: Adapter> Worker<A> {
                         _ => self.emit("band:session_list", &body),
                     }
                 }
-                Err(err) => responder.refuse(&self.socket, &err),
+                Err(err) => self.refuse(responder, &err),
             },
             Request::Session { session_id, action } => {
                 self.execute(&session_id, action, responder, |_, _| Value::Null).await;
@@ -66,7 +66,7 @@ impl<A: Adapter> Worker<A> {
         let max_members = request.max_members.unwrap_or(max_allowed);
         if max_members > max_allowed {
             let err = CoreError::Validation(format!("maxMembers must be at most {max_allowed}"));
-            return responder.refuse(&self.socket, &err);
+            return self.refuse(responder, &err);
         }
         let session_id = new_session_id();
         let setup = SessionSetup {

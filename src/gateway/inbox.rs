@@ -17,7 +17,7 @@ use socketioxide::{
 use tokio::sync::mpsc;
 
 use super::{enhanced_events::answer_clock_sync, respond::Responder};
-use crate::clock::precise_now_ms;
+use crate::{clock::precise_now_ms, telemetry};
 
 /// Something for a socket's worker to do, in arrival order.
 pub enum Inbound<A: Adapter> {
@@ -65,12 +65,18 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
         if name == "clock:sync"
             && let Some(t0) = data.get("t0").and_then(Value::as_f64)
         {
+            // A client may report its previous round trip, the one figure the server cannot see.
+            if let Some(rtt) = data.get("rtt").and_then(Value::as_f64).filter(|r| (0.0..60_000.0).contains(r)) {
+                telemetry::clock_sync_rtt(rtt / 1_000.0);
+            }
+            telemetry::event_handled(&name, "ok", (precise_now_ms() - received_at) / 1_000.0);
             answer_clock_sync(&SocketRef::from(socket.clone()), Responder::enhanced(&name, ack), t0, received_at);
             return Ok(Queued);
         }
         let event = Inbound::Event { name, data, ack };
         if let Err(mpsc::error::TrySendError::Full(Inbound::Event { name, .. })) = queue.try_send(event) {
-            tracing::warn!(socket = %socket.id, event = %name, "event queue full; event dropped");
+            tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&name), "event queue full; event dropped");
+            telemetry::rate_limited();
             let refusal = serde_json::json!({ "message": "Too many events queued; slow down", "code": "RATE_LIMITED" });
             socket.emit("error", &refusal).ok();
         }

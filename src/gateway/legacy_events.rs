@@ -37,8 +37,8 @@ impl<A: Adapter> Worker<A> {
             }
             Request::SyncRequest { session_id } => match self.app.store.get(&session_id).await {
                 Ok(Some(session)) => self.emit("sync_response", &legacy_render::sync_response(&session, now)),
-                Ok(None) => responder.refuse(&self.socket, &CoreError::SessionNotFound),
-                Err(err) => responder.refuse(&self.socket, &err),
+                Ok(None) => self.refuse(responder, &CoreError::SessionNotFound),
+                Err(err) => self.refuse(responder, &err),
             },
             Request::LatencyProbe { timestamp } => {
                 self.emit("latency_response", &json!({ "clientTimestamp": timestamp, "serverTimestamp": now }));

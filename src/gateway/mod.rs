@@ -21,7 +21,7 @@ use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, handler::Conn
 use socketioxide_core::adapter::DefinedAdapter;
 use tokio::sync::mpsc;
 
-use crate::{clock, state::AppState};
+use crate::{clock, state::AppState, telemetry};
 
 use inbox::{Inbound, Inbox};
 
@@ -51,7 +51,12 @@ fn set_up<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppState>)
     socket.on_fallback(inbox::on_any_event);
     socket.on_disconnect(on_disconnect::<A>);
     app.connections.opened();
-    tokio::spawn(worker::run(socket, io, events, app));
+    let transport = match socket.transport_type() {
+        socketioxide::TransportType::Websocket => "websocket",
+        socketioxide::TransportType::Polling => "polling",
+    };
+    telemetry::connection_opened(transport);
+    tokio::spawn(worker::run(socket, io, events, app, transport));
 }
 
 fn on_connected<A: Adapter>(socket: SocketRef<A>, app: Arc<AppState>) {

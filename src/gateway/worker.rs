@@ -25,6 +25,7 @@ use crate::{
     protocol::{self, Scene, enhanced, legacy},
     state::AppState,
     store::Backend,
+    telemetry,
 };
 
 /// Where a socket sits: the session and the vocabulary it joined with.
@@ -41,6 +42,10 @@ pub(super) struct Worker<A: Adapter> {
     pub app: Arc<AppState>,
     pub seat: Option<Seat>,
     pub quality: Quality,
+    /// The transport the socket connected with, for the connection metrics.
+    transport: &'static str,
+    /// The error code of the event being handled, once it has been refused.
+    refused: Option<&'static str>,
 }
 
 pub async fn run<A: Adapter>(
@@ -48,21 +53,30 @@ pub async fn run<A: Adapter>(
     io: SocketIo<A>,
     mut events: mpsc::Receiver<Inbound<A>>,
     app: Arc<AppState>,
+    transport: &'static str,
 ) {
     let ping_every = app.config.legacy_ping_interval_ms;
     let mut pings = tokio::time::interval(Duration::from_millis(ping_every.max(1)));
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     pings.tick().await; // the first tick is immediate; the first ping goes one interval after connecting
     let socket_id = socket.id.to_string();
-    let mut worker = Worker { socket, io, socket_id, app, seat: None, quality: Quality::new(now_ms()) };
+    let quality = Quality::new(now_ms());
+    let mut worker = Worker { socket, io, socket_id, app, seat: None, quality, transport, refused: None };
     loop {
         tokio::select! {
             biased;
             event = events.recv() => match event {
-                Some(Inbound::Event { name, data, ack }) => worker.handle(&name, data, ack).await,
+                Some(Inbound::Event { name, data, ack }) => {
+                    let started = std::time::Instant::now();
+                    worker.refused = None;
+                    worker.handle(&name, data, ack).await;
+                    let result = worker.refused.unwrap_or("ok");
+                    telemetry::event_handled(&name, result, started.elapsed().as_secs_f64());
+                }
                 Some(Inbound::Disconnected(reason)) => {
                     worker.unseat(LeaveCause::Disconnected(reason.to_owned())).await;
                     worker.app.connections.closed();
+                    telemetry::connection_closed(worker.transport);
                     break;
                 }
                 None => break,
@@ -79,20 +93,26 @@ impl<A: Adapter> Worker<A> {
             let responder = Responder::legacy(event, &data);
             return match request {
                 Ok(request) => self.handle_legacy(request, responder).await,
-                Err(err) => responder.refuse(&self.socket, &err),
+                Err(err) => self.refuse(responder, &err),
             };
         }
         if let Some(request) = enhanced::parse(event, &data, limits) {
             let responder = Responder::enhanced(event, ack);
             return match request {
                 Ok(request) => self.handle_enhanced(request, responder).await,
-                Err(err) => responder.refuse(&self.socket, &err),
+                Err(err) => self.refuse(responder, &err),
             };
         }
         let err = CoreError::Validation(format!("Unknown event: {}", event.chars().take(64).collect::<String>()));
         let speaks_enhanced = ack.is_some() || self.seat.as_ref().is_some_and(|s| s.vocabulary == Vocabulary::Enhanced);
         let responder = if speaks_enhanced { Responder::enhanced(event, ack) } else { Responder::legacy(event, &data) };
-        responder.refuse(&self.socket, &err);
+        self.refuse(responder, &err);
+    }
+
+    /// Refuses the event being handled: tells the sender, and counts it under its error code.
+    pub(super) fn refuse(&mut self, responder: Responder<A>, err: &CoreError) {
+        self.refused = Some(err.code());
+        responder.refuse(&self.socket, err);
     }
 
     /// Leaves the current session, if any (on disconnect).
@@ -135,7 +155,7 @@ impl<A: Adapter> Worker<A> {
         match self.apply_and_announce(session_id, command, Some(responder), answer).await {
             Ok(session) => Some(session),
             Err((err, Some(responder))) => {
-                responder.refuse(&self.socket, &err);
+                self.refuse(responder, &err);
                 None
             }
             Err((_, None)) => None,
@@ -210,6 +230,9 @@ impl<A: Adapter> Worker<A> {
                 }
                 let vocabulary = joiner.vocabulary;
                 self.socket.join(rooms::session(session_id, vocabulary));
+                if self.seat.is_none() {
+                    telemetry::member_seated(1.0);
+                }
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?vocabulary, members = session.members.len(), "joined");
                 self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
             }
@@ -219,6 +242,7 @@ impl<A: Adapter> Worker<A> {
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?cause, members = session.members.len(), "left");
                 if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
                     self.seat = None;
+                    telemetry::member_seated(-1.0);
                 }
             }
             _ => {}

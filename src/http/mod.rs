@@ -6,8 +6,9 @@ use std::sync::Arc;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde_json::json;
 
-use crate::{clock::now_ms, state::AppState, store::Backend};
+use crate::{clock::now_ms, state::AppState, store::Backend, telemetry};
 
+mod api;
 mod demo;
 
 pub fn routes(app: Arc<AppState>) -> Router {
@@ -18,6 +19,10 @@ pub fn routes(app: Arc<AppState>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/debug/sync", get(debug_sync))
+        .route("/metrics", get(prometheus))
+        .route("/api/metrics", get(api::metrics))
+        .route("/api/sessions", get(api::sessions))
+        .route("/api/sessions/{id}", get(api::session))
         .with_state(app)
 }
 
@@ -81,4 +86,14 @@ async fn debug_sync(State(app): State<Arc<AppState>>) -> Json<serde_json::Value>
         "syncRateMs": app.config.sync_rate_ms,
         "tickLag": app.ticker.lag.report(),
     }))
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn prometheus(State(app): State<Arc<AppState>>) -> impl IntoResponse {
+    if let Ok(active) = app.store.count().await {
+        telemetry::sessions(active, app.ticker.playing_count());
+    }
+    let handle = telemetry::handle();
+    handle.run_upkeep();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], handle.render())
 }

@@ -39,6 +39,12 @@ impl SessionStore for MemoryStore {
         Ok(self.lock().get(session_id).cloned())
     }
 
+    async fn all_sessions(&self) -> Result<Vec<Session>, CoreError> {
+        let mut sessions: Vec<Session> = self.lock().values().cloned().collect();
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
+    }
+
     async fn sessions_of_band(&self, band_id: &str) -> Result<Vec<Session>, CoreError> {
         let mut sessions: Vec<Session> =
             self.lock().values().filter(|s| s.band_id.as_deref() == Some(band_id)).cloned().collect();

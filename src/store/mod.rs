@@ -37,6 +37,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
     async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError>;
 
+    /// Every session, oldest first, for the sessions API.
+    async fn all_sessions(&self) -> Result<Vec<Session>, CoreError>;
+
     /// The sessions of one band, for discovery.
     async fn sessions_of_band(&self, band_id: &str) -> Result<Vec<Session>, CoreError>;
 

@@ -31,6 +31,11 @@ impl LagStats {
         inner.max_us = inner.max_us.max(micros);
     }
 
+    /// Ticks recorded since start.
+    pub fn ticks(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).ticks
+    }
+
     /// `{ticks, window, p50Ms, p95Ms, p99Ms, maxMs}` over the recent window (max over all time).
     pub fn report(&self) -> Value {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());

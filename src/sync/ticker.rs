@@ -19,7 +19,11 @@ use crate::{
     gateway::rooms,
     protocol::{enhanced_render, legacy_render},
     state::AppState,
+    telemetry,
 };
+
+/// With debug output on, a summary line every this many ticks (5 s at 80 Hz).
+const SUMMARY_EVERY_TICKS: u64 = 400;
 
 /// What the engine needs of one playing session.
 #[derive(Debug, Clone)]
@@ -49,17 +53,26 @@ impl Ticker {
     pub fn track(&self, session: &Session) {
         let mut playing = self.lock();
         if !session.timeline.is_playing || session.members.is_empty() {
-            playing.remove(&session.id);
+            if playing.remove(&session.id).is_some() {
+                tracing::debug!(session = %session.id, "streams stopped");
+            }
             return;
         }
+        if !playing.contains_key(&session.id) {
+            tracing::debug!(session = %session.id, starts = session.timeline.started_at(), "streams started");
+        }
         let now = now_ms();
-        // Beats before now count as sent; the beat due exactly now (a start) is still to come.
-        let passed = session.timeline.beat_at(now).ceil() as i64 - 1;
         let previous = playing.get(&session.id);
         let last_beat = match previous {
-            // Moving on (a tempo change): never repeat a beat already sent.
-            Some(p) if passed >= p.last_beat - 1 => passed.max(p.last_beat),
-            _ => passed,
+            // Moving on (a tempo change, a seek): beats before now count as sent, and a beat
+            // already sent is never repeated.
+            Some(p) => {
+                let passed = session.timeline.beat_at(now).ceil() as i64 - 1;
+                if passed >= p.last_beat - 1 { passed.max(p.last_beat) } else { passed }
+            }
+            // Newly playing here (a start, or one another instance made a moment ago): the first
+            // beat due is the one at the start, even when the news arrives just after it.
+            None => session.timeline.beat_at(session.timeline.started_at()).ceil() as i64 - 1,
         };
         let next_scroll_tick = previous.map_or(now, |p| p.next_scroll_tick);
         let entry = Playing {
@@ -87,7 +100,9 @@ impl Ticker {
         let mut due = Instant::now() + period;
         loop {
             tokio::time::sleep_until(due).await;
-            app.ticker.lag.record(Instant::now().saturating_duration_since(due));
+            let lag = Instant::now().saturating_duration_since(due);
+            app.ticker.lag.record(lag);
+            telemetry::tick_lag(lag.as_secs_f64());
             let session_ids: Vec<String> = app.ticker.lock().keys().cloned().collect();
             for session_id in session_ids {
                 // A change in progress holds the lock: skip this volatile tick rather than let it
@@ -96,6 +111,9 @@ impl Ticker {
                 send_streams(&app, &io, &session_id).await;
             }
             due = next_due(due, period, Instant::now());
+            if tracing::enabled!(tracing::Level::DEBUG) && app.ticker.lag.ticks().is_multiple_of(SUMMARY_EVERY_TICKS) {
+                tracing::debug!(sessions = app.ticker.playing_count(), lag = %app.ticker.lag.report(), "sync engine");
+            }
         }
     }
 }
@@ -136,18 +154,21 @@ async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: 
         let room = rooms::session(session_id, Vocabulary::Enhanced);
         let sync = enhanced_render::position_sync(session_id, timeline, playing.beats_per_bar, now);
         io.local().to(room.clone()).volatile().emit("position:sync", &sync).await.ok();
+        telemetry::event_emitted("position:sync");
         if let Some(beat) = beat_due {
             let data = enhanced_render::metronome_beat(session_id, timeline, playing.beats_per_bar, beat);
             // Not volatile: socketioxide keeps only the latest volatile packet per socket, so a
             // volatile beat would replace the position sync just sent. A beat is rare and each one
             // counts, so it goes through the reliable queue.
             io.local().to(room).emit("metronome:beat", &data).await.ok();
+            telemetry::event_emitted("metronome:beat");
         }
     }
     if playing.has_legacy && scroll_due {
         let room = rooms::session(session_id, Vocabulary::Legacy);
         let tick = legacy_render::scroll_tick(session_id, timeline.position_at(now), timeline.tempo_at(now), now);
         io.local().to(room).volatile().emit("scroll_tick", &tick).await.ok();
+        telemetry::event_emitted("scroll_tick");
     }
 }
 

@@ -37,6 +37,7 @@ use super::{Applied, Backend, SessionStore};
 use crate::{
     config::Config,
     core::{self, Command, CoreError, Millis, Session},
+    telemetry,
 };
 
 /// Compare-and-set attempts before an update gives up (only under extreme contention).
@@ -68,9 +69,9 @@ impl RedisStore {
         let subscriber = connect::builder(fred).build_subscriber_client()?;
         connect::init(&subscriber, &place).await?;
         let keys = Keys::new(&config.redis_key_prefix);
-        // Subscriptions come back by themselves after a reconnect.
-        subscriber.manage_subscriptions();
         subscriber.subscribe(keys.changes()).await?;
+        // From now on the subscription comes back by itself after a reconnect.
+        subscriber.manage_subscriptions();
         let (changes, _) = broadcast::channel(1024);
         let store = Arc::new(Self {
             client,
@@ -81,6 +82,7 @@ impl RedisStore {
             online: AtomicBool::new(true),
             changes,
         });
+        telemetry::redis_connected(true);
         tokio::spawn(watch_connection(Arc::downgrade(&store)));
         tokio::spawn(follow_changes(Arc::downgrade(&store), subscriber));
         tracing::info!(redis = %place, "sessions are kept in Redis");
@@ -97,6 +99,7 @@ impl RedisStore {
 
     /// Marks Redis unreachable; logs only the transition.
     fn went_offline(&self, why: &str) {
+        telemetry::redis_connected(false);
         if self.online.swap(false, Ordering::Relaxed) {
             tracing::warn!(reason = why, "redis unreachable: serving sessions from this instance's cache");
         }
@@ -166,6 +169,7 @@ impl RedisStore {
     }
 
     async fn back_online(&self) {
+        telemetry::redis_connected(true);
         if !self.online.swap(true, Ordering::Relaxed) {
             tracing::info!("redis reachable again");
         }
@@ -211,7 +215,11 @@ impl SessionStore for RedisStore {
             return self.apply_offline(session_id, command, now);
         }
         for _ in 0..MAX_ATTEMPTS {
-            match self.try_apply(session_id, command, now).await {
+            let started = std::time::Instant::now();
+            let attempt = self.try_apply(session_id, command, now).await;
+            let redis_ok = !matches!(attempt, Err(ApplyFailure::Redis(_)));
+            telemetry::redis_command("update", started.elapsed().as_secs_f64(), redis_ok);
+            match attempt {
                 Ok(Some(applied)) => {
                     self.cache().insert(session_id.to_owned(), applied.session.clone());
                     self.announce(&applied.session).await;
@@ -231,12 +239,33 @@ impl SessionStore for RedisStore {
 
     async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError> {
         if self.is_online() {
-            match self.load(session_id).await {
+            let started = std::time::Instant::now();
+            let loaded = self.load(session_id).await;
+            telemetry::redis_command("read", started.elapsed().as_secs_f64(), loaded.is_ok());
+            match loaded {
                 Ok((session, _)) => return Ok(session),
                 Err(err) => self.went_offline(&err.to_string()),
             }
         }
         Ok(self.cache().get(session_id).cloned())
+    }
+
+    async fn all_sessions(&self) -> Result<Vec<Session>, CoreError> {
+        if !self.is_online() {
+            let mut sessions: Vec<Session> = self.cache().values().cloned().collect();
+            sessions.sort_by_key(|s| s.created_at);
+            return Ok(sessions);
+        }
+        let ids: Vec<String> =
+            self.client.zrange(self.keys.sessions(), 0, -1, None, false, None, false).await.map_err(unavailable)?;
+        let mut sessions = Vec::new();
+        for id in ids {
+            if let (Some(session), _) = self.load(&id).await.map_err(unavailable)? {
+                sessions.push(session);
+            }
+        }
+        sessions.sort_by_key(|s| s.created_at);
+        Ok(sessions)
     }
 
     async fn sessions_of_band(&self, band_id: &str) -> Result<Vec<Session>, CoreError> {

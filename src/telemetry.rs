@@ -1,0 +1,107 @@
+//! Prometheus metrics: names, labels and the recorder `/metrics` renders.
+//!
+//! Names follow Prometheus conventions (base units, `_total` counters). Label values come from
+//! closed sets only (known event names, error codes, transports): never a session id, socket id or
+//! anything a user typed, so a hostile client cannot blow up the number of series.
+
+use std::sync::OnceLock;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::protocol::{enhanced, legacy};
+
+/// Latency buckets in seconds: 50 µs to 2.5 s.
+const SECONDS_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// The process-wide recorder; installed on first use, shared by every instance in the process.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+            .expect("buckets are not empty")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding application's); keep it.
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!("a metrics recorder was already installed; /metrics shows only what this one records");
+        }
+        handle
+    })
+}
+
+/// The label for an event name: itself when the protocol knows it, `other` otherwise.
+pub fn event_label(event: &str) -> &'static str {
+    legacy::EVENTS.iter().chain(enhanced::EVENTS).find(|known| **known == event).copied().unwrap_or("other")
+}
+
+pub fn build_info(server_id: &str) {
+    gauge!("bandsync_build_info", "version" => env!("CARGO_PKG_VERSION"), "server_id" => server_id.to_owned()).set(1.0);
+}
+
+pub fn connection_opened(transport: &'static str) {
+    gauge!("bandsync_connections", "transport" => transport).increment(1.0);
+    counter!("bandsync_connections_total", "transport" => transport).increment(1);
+}
+
+pub fn connection_closed(transport: &'static str) {
+    gauge!("bandsync_connections", "transport" => transport).decrement(1.0);
+}
+
+/// One event handled: its name, `ok` or the error code, and how long it took.
+pub fn event_handled(event: &str, result: &'static str, seconds: f64) {
+    let event = event_label(event);
+    counter!("bandsync_events_received_total", "event" => event, "result" => result).increment(1);
+    histogram!("bandsync_event_duration_seconds", "event" => event).record(seconds);
+}
+
+pub fn event_emitted(event: &'static str) {
+    counter!("bandsync_events_emitted_total", "event" => event).increment(1);
+}
+
+pub fn rate_limited() {
+    counter!("bandsync_rate_limited_total").increment(1);
+}
+
+pub fn member_seated(delta: f64) {
+    gauge!("bandsync_members").increment(delta);
+}
+
+pub fn sessions(active: usize, playing: usize) {
+    gauge!("bandsync_sessions").set(active as f64);
+    gauge!("bandsync_sessions_playing").set(playing as f64);
+}
+
+pub fn tick_lag(seconds: f64) {
+    histogram!("bandsync_tick_lag_seconds").record(seconds);
+}
+
+/// A client's own measure of its last `clock:sync` round trip, when it reports one.
+pub fn clock_sync_rtt(seconds: f64) {
+    histogram!("bandsync_clock_sync_rtt_seconds").record(seconds);
+}
+
+pub fn redis_command(op: &'static str, seconds: f64, ok: bool) {
+    histogram!("bandsync_redis_command_duration_seconds", "op" => op).record(seconds);
+    if !ok {
+        counter!("bandsync_redis_errors_total", "op" => op).increment(1);
+    }
+}
+
+pub fn redis_connected(connected: bool) {
+    gauge!("bandsync_redis_connected").set(if connected { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_event_names_share_one_label() {
+        assert_eq!(event_label("join_session"), "join_session");
+        assert_eq!(event_label("clock:sync"), "clock:sync");
+        assert_eq!(event_label("session-1234-user-text"), "other");
+    }
+}
