@@ -39,7 +39,7 @@ export function freePort() {
 /**
  * Spawns the binary with `env` on top of the test defaults. Does not wait for readiness.
  * Options: {port} to listen on a fixed port (e.g. to restart an instance where it was) instead of a free one.
- * Returns {proc, port, logs(), stderr(), stdout(), exited: Promise<{code, signal}>}.
+ * Returns {proc, port, logs(), stderr(), stdout(), exited: Promise<{code, signal}>, closed: Promise (output drained)}.
  */
 export async function spawnServer(env = {}, { port: fixedPort } = {}) {
   if (!existsSync(BIN)) throw new Error(`server binary not found at ${BIN} (set BANDSYNC_BIN)`);
@@ -76,10 +76,13 @@ export async function spawnServer(env = {}, { port: fixedPort } = {}) {
       resolve({ code: null, signal: null, error: e });
     });
   });
+  // 'exit' may come before the last output is read; 'close' comes after the pipes are drained.
+  const closed = new Promise((resolve) => proc.on("close", resolve));
   return {
     proc,
     port: Number(fullEnv.PORT) || port,
     exited,
+    closed,
     logs: () => all,
     stdout: () => out,
     stderr: () => err,
@@ -100,6 +103,7 @@ export async function startServer(env = {}, { port } = {}) {
   const deadline = Date.now() + 10_000;
   for (;;) {
     if (exitInfo) {
+      await Promise.race([s.closed, sleep(500)]); // the last output
       throw new Error(
         `server exited before becoming live (code ${exitInfo.code}, signal ${exitInfo.signal}). Logs:\n${s.logs()}`,
       );
