@@ -15,6 +15,9 @@ if ! command -v redis-server >/dev/null; then
     sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 
+step "deployment files (nginx -t, promtool, compose, Dockerfile)"
+bash scripts/check-deploy.sh
+
 step "cargo fmt --check"
 cargo fmt --check
 

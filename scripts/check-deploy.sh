@@ -1,0 +1,430 @@
+#!/usr/bin/env bash
+# Checks the deployment files, each with the tool made for it:
+#   nginx      deploy/nginx.conf        nginx -t
+#   prometheus deploy/prometheus.yml    promtool check config
+#   compose    docker-compose.yml       parsed with a YAML parser (python3 + PyYAML), asserted
+#   dockerfile Dockerfile, .dockerignore  its stages, user, health check, what the build copies
+# (plus `docker compose config` when Docker Compose happens to be installed).
+# Installs nginx, promtool and PyYAML from Debian's packages when missing (needs root or sudo),
+# without starting their services. Prints one line per check; exits non-zero if any fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+WORK=$(mktemp -d)
+ADDED_POLICY=""  # a policy-rc.d this script created, to remove even when interrupted
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    rm -rf "$WORK"
+    if [ -n "$ADDED_POLICY" ]; then rm -f "$ADDED_POLICY" 2>/dev/null || sudo rm -f "$ADDED_POLICY" || true; fi
+}
+trap cleanup EXIT
+
+failed=0
+ok() { printf 'ok    %-11s %s\n' "$1" "$2"; }
+skip() { printf 'skip  %-11s %s\n' "$1" "$2"; }
+fail() {
+    printf 'FAIL  %-11s %s\n' "$1" "$2"
+    if [ -n "${3:-}" ]; then printf '%s\n' "$3" | sed 's/^/      /'; fi
+    failed=1
+}
+
+# ---- tools -------------------------------------------------------------------------------------
+
+# Debian puts nginx in /usr/sbin, which a non-root PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# A python3 that can import yaml: the first on PATH, else the system one (python3-yaml).
+find_python() {
+    local py
+    for py in python3 /usr/bin/python3; do
+        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import yaml' >/dev/null 2>&1; then
+            command -v "$py"
+            return 0
+        fi
+    done
+    return 1
+}
+
+install_packages() {
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo)
+        else
+            echo "check-deploy: missing $*; run as root, or install them: apt-get install $*" >&2
+            return 1
+        fi
+    fi
+    echo "check-deploy: installing $* from Debian's packages" >&2
+    # Keep the packages' maintainer scripts from starting nginx or prometheus as services: a
+    # policy-rc.d that refuses, unless the system already has one.
+    local policy=/usr/sbin/policy-rc.d
+    if [ ! -e "$policy" ]; then
+        ADDED_POLICY=$policy
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+    fi
+    local status=0
+    "${sudo[@]}" apt-get update -qq || status=$?
+    if [ "$status" -eq 0 ]; then
+        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+            apt-get install -y -qq --no-install-recommends "$@" >/dev/null || status=$?
+    fi
+    if [ -n "$ADDED_POLICY" ]; then
+        "${sudo[@]}" rm -f "$ADDED_POLICY"
+        ADDED_POLICY=""
+    fi
+    return "$status"
+}
+
+missing=()
+command -v nginx >/dev/null 2>&1 || missing+=(nginx)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+find_python >/dev/null || missing+=(python3 python3-yaml)
+if [ "${#missing[@]}" -gt 0 ]; then
+    install_packages "${missing[@]}" || fail tools "could not install ${missing[*]}"
+fi
+
+# ---- nginx: nginx -t ------------------------------------------------------------------------
+
+check_nginx() {
+    if ! command -v nginx >/dev/null 2>&1; then
+        fail nginx "nginx is not installed"
+        return
+    fi
+    # The upstream hosts bandsync-1 and bandsync-2 resolve only inside the Compose network, and
+    # nginx -t resolves them; test a copy in which they are loopback addresses instead. nginx -t
+    # also binds the listen port (80 needs root and may be taken here), so the copy listens on a
+    # free loopback port. Everything else is the file as deployed. -p/-c point at a temporary
+    # prefix, -e keeps the start-up error log off the system's; -t tests and starts nothing.
+    local prefix="$WORK/nginx" port py
+    mkdir -p "$prefix/logs"
+    py=$(find_python) || py=python3
+    port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    sed -E 's/\bbandsync-1:/127.0.0.1:/g; s/\bbandsync-2:/127.0.0.2:/g' deploy/nginx.conf |
+        sed -E "s/^([[:space:]]*listen[[:space:]]+)80([[:space:];])/\1127.0.0.1:${port}\2/" >"$prefix/nginx.conf"
+    # nginx -t opens the pid file; keep it in the prefix too, unless the file names its own.
+    local globals=()
+    grep -Eq '^[[:space:]]*pid[[:space:]]' "$prefix/nginx.conf" || globals=(-g "pid $prefix/nginx.pid;")
+    local out
+    if ! out=$(nginx -t -q -p "$prefix/" -c "$prefix/nginx.conf" -e stderr "${globals[@]}" 2>&1); then
+        fail nginx "deploy/nginx.conf fails nginx -t" "${out//$prefix\/nginx.conf/deploy/nginx.conf (test copy)}"
+        return
+    fi
+    # What nginx -t cannot know: the proxying Socket.IO needs.
+    local py
+    if ! py=$(find_python); then
+        fail nginx "no python3 to check what deploy/nginx.conf proxies"
+        return
+    fi
+    if ! out=$("$py" - deploy/nginx.conf 2>&1 <<'PY'
+import re
+import sys
+
+text = re.sub(r"#[^\n]*", "", open(sys.argv[1]).read())
+problems = []
+
+
+def block(head):
+    """The body of the first `head {` block (no nested braces expected inside locations)."""
+    match = re.search(re.escape(head) + r"\s*\{([^{}]*)\}", text)
+    return match.group(1) if match else None
+
+
+def seconds(value):
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m)?", value).groups()
+    return int(number) * {"ms": 0.001, None: 1, "s": 1, "m": 60}[unit]
+
+
+upstream = block("upstream bandsync") or ""
+if not re.search(r"^\s*ip_hash\s*;", upstream, re.M):
+    problems.append("upstream bandsync is not sticky (ip_hash)")
+if not re.search(r"^\s*listen\s+80\s*;", text, re.M):
+    problems.append("nginx does not listen on 80 (docker-compose.yml publishes ${HTTP_PORT:-8080}:80)")
+if not re.search(r"map\s+\$http_upgrade\s+\$connection_upgrade", text):
+    problems.append("no map $http_upgrade $connection_upgrade")
+if not re.search(r"^\s*proxy_http_version\s+1\.1\s*;", text, re.M):
+    problems.append("no proxy_http_version 1.1")
+sio = block("location /socket.io/")
+if sio is None:
+    problems.append("no location /socket.io/")
+else:
+    for readable in ("proxy_pass http://bandsync;",
+                     "proxy_set_header Upgrade $http_upgrade;",
+                     "proxy_set_header Connection $connection_upgrade;",
+                     "proxy_set_header Host $host;",
+                     "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+                     "proxy_set_header X-Forwarded-Proto $scheme;",
+                     "proxy_buffering off;"):
+        pattern = r"\s+".join(map(re.escape, readable[:-1].split())) + r"\s*;"
+        if not re.search(pattern, sio):
+            problems.append("location /socket.io/ lacks " + readable)
+    for name in ("proxy_read_timeout", "proxy_send_timeout"):
+        found = re.search(name + r"\s+(\S+)\s*;", sio)
+        # Above the 25 s Engine.IO ping interval, with room for the ping timeout.
+        if not found or seconds(found.group(1)) <= 45:
+            problems.append(f"location /socket.io/: {name} missing or not above 45s")
+metrics = block("location = /metrics")
+if metrics is None or not re.search(r"return\s+404\s*;", metrics):
+    problems.append("/metrics is not answered with 404 (location = /metrics { return 404; })")
+root = block("location /")
+if root is None or not re.search(r"proxy_pass\s+http://bandsync\s*;", root):
+    problems.append("location / does not proxy to the bandsync upstream")
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+PY
+    ); then
+        fail nginx "deploy/nginx.conf passes nginx -t but does not proxy as described" "$out"
+        return
+    fi
+    ok nginx "deploy/nginx.conf passes nginx -t ($(nginx -v 2>&1 | sed 's/.*: //')); sticky upstream, websocket upgrade, /metrics 404"
+}
+
+# ---- prometheus: promtool check config -------------------------------------------------------
+
+check_prometheus() {
+    if ! command -v promtool >/dev/null 2>&1; then
+        fail prometheus "promtool is not installed"
+        return
+    fi
+    local out
+    if out=$(promtool check config deploy/prometheus.yml 2>&1); then
+        ok prometheus "deploy/prometheus.yml passes promtool check config ($(promtool --version 2>&1 | head -n1 | awk '{print $3}'))"
+    else
+        fail prometheus "deploy/prometheus.yml fails promtool check config" "$out"
+    fi
+}
+
+# ---- compose: parse and assert -----------------------------------------------------------------
+
+check_compose() {
+    local py out
+    if ! py=$(find_python); then
+        fail compose "no python3 with PyYAML"
+        return
+    fi
+    if out=$("$py" - docker-compose.yml deploy/prometheus.yml deploy/nginx.conf 2>&1 <<'PY'
+import re
+import sys
+
+import yaml
+
+compose_path, prometheus_path, nginx_path = sys.argv[1:4]
+problems = []
+
+
+def check(condition, message):
+    if not condition:
+        problems.append(message)
+
+
+def env_of(service):
+    env = service.get("environment") or {}
+    if isinstance(env, list):
+        env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
+    return {k: (None if v is None else str(v)) for k, v in env.items()}
+
+
+def short_mounts(service):
+    out = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            out.append(volume)
+        else:
+            ro = ":ro" if volume.get("read_only") else ""
+            out.append(f"{volume.get('source')}:{volume.get('target')}{ro}")
+    return out
+
+
+def published(service):
+    out = []
+    for port in service.get("ports") or []:
+        if isinstance(port, dict):
+            host = port.get("published")
+            ip = port.get("host_ip")
+            out.append(f"{ip + ':' if ip else ''}{host}:{port.get('target')}")
+        else:
+            out.append(str(port))
+    return out
+
+
+with open(compose_path) as f:
+    doc = yaml.safe_load(f)
+
+check(isinstance(doc, dict), "the file is not a YAML mapping")
+check("version" not in doc, "has a top-level version: key (the Compose spec has none)")
+services = doc.get("services") or {}
+expected = {"redis", "bandsync-1", "bandsync-2", "nginx", "prometheus"}
+check(set(services) == expected, f"services are {sorted(services)}, expected {sorted(expected)}")
+password = "${REDIS_PASSWORD:-change-me}"
+
+redis = services.get("redis", {})
+check(str(redis.get("image", "")).startswith("redis:7"), "redis: image is not redis:7-*")
+command = redis.get("command", [])
+command = command.split() if isinstance(command, str) else [str(c) for c in command]
+joined = " ".join(command)
+check(f"--requirepass {password}" in joined, "redis: command lacks --requirepass " + password)
+check("--appendonly yes" in joined, "redis: command lacks --appendonly yes")
+check(any(m.split(":")[1:2] == ["/data"] for m in short_mounts(redis)), "redis: no volume on /data")
+health = redis.get("healthcheck", {}).get("test", [])
+health = health if isinstance(health, str) else " ".join(map(str, health))
+check("redis-cli" in health and ("-a" in health or "REDISCLI_AUTH" in health), "redis: health check does not use redis-cli with the password")
+check(env_of(redis).get("REDIS_PASSWORD") == password or "REDISCLI_AUTH" in env_of(redis) or password in health,
+      "redis: the health check's password is not the server's")
+
+server_ids = []
+for name in ("bandsync-1", "bandsync-2"):
+    service = services.get(name, {})
+    build = service.get("build")
+    context = build if isinstance(build, str) else (build or {}).get("context")
+    dockerfile = "Dockerfile" if isinstance(build, str) else (build or {}).get("dockerfile", "Dockerfile")
+    check(context in (".", "./") and dockerfile == "Dockerfile", f"{name}: not built from ./Dockerfile")
+    env = env_of(service)
+    check(env.get("REDIS_HOST") == "redis", f"{name}: REDIS_HOST is not redis")
+    check(env.get("REDIS_PASSWORD") == password, f"{name}: REDIS_PASSWORD is not {password}")
+    check(env.get("LOG_FORMAT") == "json", f"{name}: LOG_FORMAT is not json")
+    check(bool(env.get("SERVER_ID")) and "$" not in env.get("SERVER_ID", ""), f"{name}: no fixed SERVER_ID")
+    server_ids.append(env.get("SERVER_ID"))
+    depends = service.get("depends_on") or {}
+    condition = depends.get("redis", {}).get("condition") if isinstance(depends, dict) else None
+    check(condition == "service_healthy", f"{name}: does not wait for redis to be healthy")
+    check(service.get("restart") == "unless-stopped", f"{name}: restart is not unless-stopped")
+    check(not service.get("ports"), f"{name}: publishes ports (only nginx should)")
+check(len(set(server_ids)) == 2, f"SERVER_IDs are not distinct: {server_ids}")
+
+nginx = services.get("nginx", {})
+check(str(nginx.get("image", "")).startswith("nginx:1.27-alpine"), "nginx: image is not nginx:1.27-alpine")
+check("${HTTP_PORT:-8080}:80" in published(nginx), "nginx: does not publish ${HTTP_PORT:-8080}:80")
+check("./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in short_mounts(nginx),
+      "nginx: deploy/nginx.conf is not mounted read-only on /etc/nginx/nginx.conf")
+
+prometheus = services.get("prometheus", {})
+check(str(prometheus.get("image", "")).startswith("prom/prometheus"), "prometheus: image is not prom/prometheus")
+check(any(m.startswith("./deploy/prometheus.yml:/etc/prometheus/prometheus.yml") for m in short_mounts(prometheus)),
+      "prometheus: deploy/prometheus.yml is not mounted on /etc/prometheus/prometheus.yml")
+check(any(p.endswith("9090:9090") for p in published(prometheus)), "prometheus: 9090 is not published")
+
+# The other files name the same instances.
+instances = {f"{name}:3001" for name in ("bandsync-1", "bandsync-2")}
+with open(prometheus_path) as f:
+    prom = yaml.safe_load(f)
+targets = {t for job in prom.get("scrape_configs", []) for sc in job.get("static_configs", []) for t in sc.get("targets", [])}
+check(targets == instances, f"prometheus.yml scrapes {sorted(targets)}, expected {sorted(instances)}")
+with open(nginx_path) as f:
+    upstream = set(re.findall(r"^\s*server\s+([\w.-]+:\d+)\s*;", f.read(), re.M))
+check(upstream == instances, f"nginx.conf upstream is {sorted(upstream)}, expected {sorted(instances)}")
+
+if problems:
+    print("\n".join(problems))
+    sys.exit(1)
+print(f"{len(services)} services")
+PY
+    ); then
+        ok compose "docker-compose.yml: $out, redis password, distinct SERVER_IDs, nginx :80, prometheus mount"
+    else
+        fail compose "docker-compose.yml is not as described" "$out"
+    fi
+}
+
+# ---- dockerfile: stages, user, health check, build inputs --------------------------------------
+
+check_dockerfile() {
+    local f=Dockerfile problems=()
+    if [ ! -f "$f" ]; then
+        fail dockerfile "no Dockerfile"
+        return
+    fi
+    # Instructions, with continuation lines joined and comments dropped.
+    local text
+    text=$(sed -e '/^[[:space:]]*#/d' "$f" | sed -e ':a' -e '/\\$/N; s/\\\n/ /; ta')
+    has() { grep -Eiq "$1" <<<"$text"; }
+
+    has '^FROM[[:space:]]+rust:[0-9.]+-slim-bookworm[[:space:]]+AS[[:space:]]+builder' ||
+        problems+=("no builder stage FROM rust:<version>-slim-bookworm AS builder")
+    local rust_tag need_rust
+    rust_tag=$(grep -Eio '^FROM[[:space:]]+rust:[0-9.]+' <<<"$text" | head -n1 | sed 's/.*rust://')
+    need_rust=$(sed -nE 's/^rust-version[[:space:]]*=[[:space:]]*"([0-9.]+)".*/\1/p' Cargo.toml)
+    if [ -n "$rust_tag" ] && [ -n "$need_rust" ] &&
+        [ "$(printf '%s\n%s\n' "$need_rust" "$rust_tag" | sort -V | head -n1)" != "$need_rust" ]; then
+        problems+=("builder Rust $rust_tag is older than Cargo.toml's rust-version $need_rust")
+    fi
+    has '^FROM[[:space:]]+debian:bookworm-slim' || problems+=("no runtime stage FROM debian:bookworm-slim")
+    [ "$(grep -Eic '^FROM[[:space:]]' <<<"$text")" -ge 2 ] || problems+=("not multi-stage")
+    has 'cargo build --release --locked' || problems+=("no cargo build --release --locked")
+    # Dependencies are cached: Cargo.toml and Cargo.lock are copied before the sources.
+    local manifest_line src_line
+    manifest_line=$(grep -Ein '^COPY[[:space:]].*Cargo\.lock' <<<"$text" | head -n1 | cut -d: -f1)
+    src_line=$(grep -Ein '^COPY[[:space:]]+src' <<<"$text" | head -n1 | cut -d: -f1)
+    [ -n "$manifest_line" ] && [ -n "$src_line" ] && [ "$manifest_line" -lt "$src_line" ] ||
+        problems+=("Cargo.toml/Cargo.lock are not copied (and built) before src/")
+    # Files the crate embeds from outside src/ (include_bytes!/include_str!) must be copied too.
+    local inc dir rel path
+    while IFS=: read -r inc rel; do
+        [ -n "$inc" ] || continue
+        dir=$(dirname "$inc")
+        path=$(realpath -m --relative-to=. "$dir/$rel")
+        case "$path" in src/*) continue ;; esac
+        local copied=0 top
+        # shellcheck disable=SC2013 # the words of the COPY lines are wanted
+        for top in $(grep -Ei '^COPY[[:space:]]' <<<"$text" | grep -vi -- '--from' | awk '{for (i = 2; i < NF; i++) print $i}'); do
+            top=${top#./}
+            top=${top%/}
+            case "$path" in "$top" | "$top"/*) copied=1 ;; esac
+        done
+        [ "$copied" -eq 1 ] || problems+=("$inc embeds $path, which the Dockerfile does not copy")
+    done < <(grep -rEo 'include_(bytes|str)!\("[^"]+"\)' src --include='*.rs' |
+        sed -E 's/^([^:]+):include_(bytes|str)!\("([^"]+)"\)$/\1:\3/')
+    local user
+    user=$(grep -Ei '^USER[[:space:]]' <<<"$text" | tail -n1 | awk '{print $2}')
+    case "${user%%:*}" in
+        "" ) problems+=("no USER: the server would run as root") ;;
+        root | 0) problems+=("USER is root") ;;
+    esac
+    has 'useradd.*--uid[[:space:]]+10001' || problems+=("no bandsync user with the fixed uid 10001")
+    has '^HEALTHCHECK[[:space:]].*CMD[[:space:]].*curl.*/livez' || problems+=("no HEALTHCHECK calling /livez")
+    has '^EXPOSE[[:space:]]+3001' || problems+=("no EXPOSE 3001")
+    has '^ENV[[:space:]].*HOST=0\.0\.0\.0' && has '^ENV[[:space:]].*PORT=3001' || problems+=("no ENV HOST=0.0.0.0 PORT=3001")
+    has '^STOPSIGNAL[[:space:]]+SIGTERM' || problems+=("no STOPSIGNAL SIGTERM")
+    has '^COPY[[:space:]]+--from=builder[[:space:]].*[[:space:]]/usr/local/bin/bandsync-server' ||
+        problems+=("the binary is not copied to /usr/local/bin/bandsync-server")
+    has '^ENTRYPOINT[[:space:]]+\[' || problems+=("no exec-form ENTRYPOINT (the server must be PID 1 to get SIGTERM)")
+    local pattern
+    for pattern in target node_modules .git; do
+        grep -Eq "^(\*\*/)?${pattern//./\\.}/?$" .dockerignore 2>/dev/null || problems+=(".dockerignore lacks $pattern")
+    done
+    if [ "${#problems[@]}" -eq 0 ]; then
+        ok dockerfile "Dockerfile: builder rust:$rust_tag and debian:bookworm-slim, USER $user, HEALTHCHECK, .dockerignore"
+    else
+        fail dockerfile "Dockerfile is not as described" "$(printf '%s\n' "${problems[@]}")"
+    fi
+}
+
+# ---- docker compose config, where Compose is installed ------------------------------------------
+
+# Compose's own schema check, when Compose v2 (docker compose) or v1 (docker-compose) is already
+# installed; not installed here, the YAML assertions above stand in for it.
+check_compose_cli() {
+    local compose=() out
+    if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then
+        compose=(docker compose)
+    elif command -v docker-compose >/dev/null 2>&1; then
+        compose=(docker-compose)
+    else
+        skip compose-cli "docker compose is not installed (the YAML checks above still ran)"
+        return
+    fi
+    if out=$("${compose[@]}" -f docker-compose.yml config -q 2>&1); then
+        ok compose-cli "${compose[*]} config accepts docker-compose.yml"
+    else
+        fail compose-cli "${compose[*]} config rejects docker-compose.yml" "$out"
+    fi
+}
+
+check_nginx
+check_prometheus
+check_compose
+check_dockerfile
+check_compose_cli
+
+exit "$failed"
