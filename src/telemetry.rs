@@ -28,8 +28,45 @@ pub fn handle() -> &'static PrometheusHandle {
         if metrics::set_global_recorder(recorder).is_err() {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only what this one records");
         }
+        describe();
         handle
     })
+}
+
+/// HELP text and units, so dashboards and `promtool` know what each metric means.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("bandsync_build_info", "Version and server id of this instance (always 1)");
+    describe_gauge!("bandsync_connections", Unit::Count, "Socket.IO connections open now, by transport at connect");
+    describe_counter!(
+        "bandsync_connections_total",
+        Unit::Count,
+        "Socket.IO connections opened, by transport at connect"
+    );
+    describe_gauge!("bandsync_sessions", Unit::Count, "Sessions in the store, seated or not");
+    describe_gauge!(
+        "bandsync_sessions_playing",
+        Unit::Count,
+        "Sessions this instance streams to (playing, with members)"
+    );
+    describe_gauge!("bandsync_members", Unit::Count, "Members seated through this instance");
+    describe_counter!("bandsync_events_received_total", Unit::Count, "Client events handled, by event name and result");
+    describe_histogram!("bandsync_event_duration_seconds", Unit::Seconds, "Time to handle one client event");
+    describe_counter!(
+        "bandsync_events_emitted_total",
+        Unit::Count,
+        "Events sent (one per broadcast or send), by event name"
+    );
+    describe_counter!("bandsync_rate_limited_total", Unit::Count, "Events dropped because a socket's queue was full");
+    describe_histogram!("bandsync_tick_lag_seconds", Unit::Seconds, "How late the sync engine's ticks ran");
+    describe_histogram!(
+        "bandsync_clock_sync_rtt_seconds",
+        Unit::Seconds,
+        "Round trips of clock:sync as clients report them"
+    );
+    describe_histogram!("bandsync_redis_command_duration_seconds", Unit::Seconds, "Time of Redis operations");
+    describe_counter!("bandsync_redis_errors_total", Unit::Count, "Redis operations that failed");
+    describe_gauge!("bandsync_redis_connected", "1 while Redis answers, 0 during an outage");
 }
 
 /// The label for an event name: itself when the protocol knows it, `other` otherwise.

@@ -9,6 +9,7 @@ use socketioxide::{
 use crate::{
     core::CoreError,
     protocol::{legacy, legacy_render},
+    telemetry,
 };
 
 /// How to answer the event being handled.
@@ -58,10 +59,9 @@ impl<A: Adapter> Responder<A> {
 
     /// Tells the sender why its event was refused; nothing else happens.
     pub fn refuse(self, socket: &SocketRef<A>, err: &CoreError) {
+        // Known event names only: an unknown one is the client's own text.
         let event = match &self {
-            Responder::Legacy { event, .. } | Responder::Enhanced { event, .. } => {
-                event.chars().take(64).collect::<String>()
-            }
+            Responder::Legacy { event, .. } | Responder::Enhanced { event, .. } => telemetry::event_label(event),
         };
         tracing::info!(socket = %socket.id, event = %event, code = err.code(), reason = %err, "refused");
         match self {

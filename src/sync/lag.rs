@@ -4,8 +4,8 @@ use std::{collections::VecDeque, sync::Mutex, time::Duration};
 
 use serde_json::{Value, json};
 
-/// Ticks remembered for the percentiles: about 50 s at 80 Hz.
-const WINDOW: usize = 4096;
+/// Ticks remembered for the percentiles: the last 10 s at 80 Hz.
+const WINDOW: usize = 800;
 
 #[derive(Debug, Default)]
 pub struct LagStats {

@@ -42,6 +42,8 @@ struct Playing {
 pub struct Ticker {
     playing: Mutex<HashMap<String, Playing>>,
     pub lag: LagStats,
+    /// Wakes the scheduler, which sleeps while nothing plays.
+    wake: tokio::sync::Notify,
 }
 
 impl Ticker {
@@ -60,6 +62,7 @@ impl Ticker {
         }
         if !playing.contains_key(&session.id) {
             tracing::debug!(session = %session.id, starts = session.timeline.started_at(), "streams started");
+            self.wake.notify_one();
         }
         let now = now_ms();
         let previous = playing.get(&session.id);
@@ -99,6 +102,12 @@ impl Ticker {
         let period = Duration::from_secs_f64(app.config.sync_rate_ms / 1_000.0);
         let mut due = Instant::now() + period;
         loop {
+            if app.ticker.playing_count() == 0 {
+                // Nothing plays: no wake-ups at all until something starts (a start that lands
+                // between the check and the wait leaves a permit, so it is not missed).
+                app.ticker.wake.notified().await;
+                due = Instant::now();
+            }
             tokio::time::sleep_until(due).await;
             let lag = Instant::now().saturating_duration_since(due);
             app.ticker.lag.record(lag);
