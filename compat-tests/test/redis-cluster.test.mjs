@@ -491,7 +491,7 @@ for (const [round, enhancedEvery] of [
   [3, 2],
 ]) {
   const what = enhancedEvery ? "half legacy join_session, half enhanced session:join {create: true}" : "legacy join_session";
-  test(`atomic joins (round ${round}, ${what}): 12 clients over two instances at once, max 8 → exactly 8 get in, all see 8`, async () => {
+  test(`atomic joins (round ${round}, ${what}): 12 clients over two instances at once, max 8 → exactly 8 get in, all reach 8`, async () => {
     const S = sid("race");
     const clients = await Promise.all(Array.from({ length: 12 }, (_, i) => connect(i % 2 ? B.url : A.url)));
     const isEnh = (i) => enhancedEvery && Math.floor(i / 2) % enhancedEvery === 1;
@@ -520,13 +520,18 @@ for (const [round, enhancedEvery] of [
     for (const c of inside) {
       const i = clients.indexOf(c);
       if (isEnh(i)) {
+        // Joins admitted at the same moment on different instances are announced by each instance
+        // as it applies them, so their announcements may cross on the way; the counts they carry
+        // are each exact for their own join, and the state the member then reads is the truth.
         const ups = received(c, "session:member_update").map((e) => e.data);
-        assert.equal(ups.at(-1)?.memberCount, 8, `last session:member_update on ${c.id}: ${JSON.stringify(ups.at(-1))}`);
+        const most = Math.max(...ups.map((u) => u.memberCount));
+        assert.equal(most, 8, `session:member_update counts on ${c.id}: ${JSON.stringify(ups.map((u) => u.memberCount))}`);
         const st = await ackOk(c, "session:join", { sessionId: S });
         assert.deepEqual(st.session.members.map((x) => x.socketId).sort(), insideIds);
       } else {
         const stats = received(c, "room_stats").map((e) => e.data);
-        assert.equal(stats.at(-1)?.memberCount, 8, `last room_stats on ${c.id}: ${JSON.stringify(stats.at(-1))}`);
+        const most = Math.max(...stats.map((st) => st.memberCount));
+        assert.equal(most, 8, `room_stats counts on ${c.id}: ${JSON.stringify(stats.map((st) => st.memberCount))}`);
         const snap = await join(c, S, {}, 3000); // idempotent re-join: the state again
         assert.deepEqual(snap.members.map((x) => x.socketId).sort(), insideIds, "the 8 admitted, each once");
         assert.equal(snap.leaderSocketId !== null, true);
