@@ -2,7 +2,7 @@
 //!
 //! Every `SYNC_RATE_MS` (80 Hz by default) it sends each playing session's enhanced members a
 //! volatile `position:sync` (a slow client gets the newest, never a queue of stale ones) and, when
-//! a beat has come, a `metronome:beat`; every `LEGACY_TICK_MS`
+//! a beat has come, a (reliable) `metronome:beat`; every `LEGACY_TICK_MS`
 //! its legacy members get a `scroll_tick`. Everything is computed from the session timeline at
 //! send time, never accumulated. Sessions register here only while they play, so a stopped session
 //! costs nothing, and one loop serves them all instead of a timer task per session.
@@ -176,7 +176,10 @@ async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: 
     if playing.has_legacy && scroll_due {
         let room = rooms::session(session_id, Vocabulary::Legacy);
         let tick = legacy_render::scroll_tick(session_id, timeline.position_at(now), timeline.tempo_at(now), now);
-        io.local().to(room).volatile().emit("scroll_tick", &tick).await.ok();
+        // Reliable, like the Node server's: socketioxide sends volatile packets apart from the
+        // reliable queue, so a volatile tick could land after the `pause` that ended playback and
+        // move a legacy client's position back. Ten a second costs little in the queue.
+        io.local().to(room).emit("scroll_tick", &tick).await.ok();
         telemetry::event_emitted("scroll_tick");
     }
 }
