@@ -186,10 +186,25 @@ impl<A: Adapter> Worker<A> {
     ) -> Result<Session, (CoreError, Option<Responder<A>>)> {
         let app = self.app.clone();
         let _guard = app.locks.lock(session_id).await;
+        // A joiner listens to the room before its join is stored: once stored, another instance
+        // may admit the next member and announce it at once, and the joiner must hear that.
+        let joining_room = match &command.action {
+            Action::Join { joiner, .. } if self.seat.as_ref().is_none_or(|s| s.session_id != session_id) => {
+                let room = rooms::session(session_id, joiner.vocabulary);
+                self.socket.join(room.clone());
+                Some(room)
+            }
+            _ => None,
+        };
         let now = now_ms();
         let applied = match app.store.apply(session_id, &command, now).await {
             Ok(applied) => applied,
-            Err(err) => return Err((err, responder)),
+            Err(err) => {
+                if let Some(room) = joining_room {
+                    self.socket.leave(room);
+                }
+                return Err((err, responder));
+            }
         };
         self.follow_seat(session_id, &command.action, &applied.session);
         app.ticker.track(&applied.session);
@@ -229,7 +244,6 @@ impl<A: Adapter> Worker<A> {
                     return;
                 }
                 let vocabulary = joiner.vocabulary;
-                self.socket.join(rooms::session(session_id, vocabulary));
                 if self.seat.is_none() {
                     telemetry::member_seated(1.0);
                 }
