@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { startServer, httpGet, sleep } from "./server.mjs";
 import { startRedis, keyPrefix } from "./redis.mjs";
 import { connect, join, mark, waitFor, sid } from "./client.mjs";
-import { createSession, enhancedJoin } from "./enhanced.mjs";
+import { joinMixed } from "./enhanced.mjs";
 
 /** Env for an instance on `redis` (a startRedis result) with the file's key prefix. */
 export const redisEnv = (redis, prefix, extra = {}) => ({
@@ -94,32 +94,5 @@ export async function bandAcross(urls, n, sessionId = sid("xband"), opts = {}) {
 export async function mixedAcross(urlA, urlB, createExtra = {}) {
   const [e1, l2] = await Promise.all([connect(urlA), connect(urlA)]);
   const [l1, e2] = await Promise.all([connect(urlB), connect(urlB)]);
-  const { sessionId, bandId } = await createSession(e1, { displayName: "E1", ...createExtra });
-  await join(l1, sessionId, { displayName: "L1" });
-  await enhancedJoin(e2, sessionId, { displayName: "E2" });
-  await join(l2, sessionId, { displayName: "L2" });
-  await Promise.all([
-    ...[e1, e2].map((e) => waitFor(e, "session:member_update", { memberCount: 4 }, 3000)),
-    ...[l1, l2].map((l) => waitFor(l, "user_joined", { memberCount: 4 }, 3000)),
-  ]);
-  mark(e1, l1, e2, l2);
-  const label = { [e1.id]: "E1@A", [e2.id]: "E2@B", [l1.id]: "L1@B", [l2.id]: "L2@A" };
-  return {
-    sessionId,
-    bandId,
-    e1,
-    l1,
-    e2,
-    l2,
-    all: [e1, l1, e2, l2],
-    enhanced: [e1, e2],
-    legacy: [l1, l2],
-    expect(enh, leg, overrides = new Map()) {
-      return [e1, l1, e2, l2].map((s) => [
-        s,
-        overrides.has(s) ? overrides.get(s) : [e1, e2].includes(s) ? enh : leg,
-        label[s.id],
-      ]);
-    },
-  };
+  return joinMixed([e1, l1, e2, l2], createExtra, ["E1@A", "L1@B", "E2@B", "L2@A"], 3000);
 }

@@ -5,19 +5,9 @@ import { tmpdir } from "node:os";
 import { randomBytes } from "node:crypto";
 import net from "node:net";
 import path from "node:path";
-import { freePort, sleep } from "./server.mjs";
+import { freePort, sleep, killOnExit } from "./server.mjs";
 
 export const REDIS_BIN = process.env.REDIS_SERVER_BIN ?? "redis-server";
-
-const running = new Set();
-// Safety net: never leave a redis-server behind (SIGKILL also ends a SIGSTOPped process).
-process.on("exit", () => {
-  for (const proc of running) {
-    try {
-      proc.kill("SIGKILL");
-    } catch {}
-  }
-});
 
 /** A key prefix no other test file uses. */
 export const keyPrefix = (name = "t") => `${name}${randomBytes(4).toString("hex")}:`;
@@ -76,20 +66,17 @@ export async function startRedis({ password } = {}) {
     "warning",
   ];
   if (password) args.push("--requirepass", password);
-  const proc = spawn(REDIS_BIN, args, { stdio: ["ignore", "pipe", "pipe"] });
-  running.add(proc);
+  const proc = killOnExit(spawn(REDIS_BIN, args, { stdio: ["ignore", "pipe", "pipe"] }));
   let log = "";
   proc.stdout.on("data", (d) => (log += d));
   proc.stderr.on("data", (d) => (log += d));
   let exitInfo = null;
   const exited = new Promise((resolve) => {
     proc.on("exit", (code, signal) => {
-      running.delete(proc);
       exitInfo = { code, signal };
       resolve(exitInfo);
     });
     proc.on("error", (e) => {
-      running.delete(proc);
       exitInfo = { code: null, signal: null, error: e };
       resolve(exitInfo);
     });

@@ -12,7 +12,8 @@ export const BIN = process.env.BANDSYNC_BIN
   : path.join(REPO_ROOT, "target", "release", "bandsync-server");
 
 const running = new Set();
-// Safety net: never leave a server behind, even if a test file forgets to stop it.
+// Safety net: never leave a child behind (a server a test file forgot to stop; SIGKILL also ends a
+// SIGSTOPped redis-server).
 process.on("exit", () => {
   for (const proc of running) {
     try {
@@ -20,6 +21,15 @@ process.on("exit", () => {
     } catch {}
   }
 });
+
+/** Registers a spawned child to be SIGKILLed if it is still running when the test process exits. */
+export function killOnExit(proc) {
+  running.add(proc);
+  const forget = () => running.delete(proc);
+  proc.on("exit", forget);
+  proc.on("error", forget);
+  return proc;
+}
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -52,8 +62,7 @@ export async function spawnServer(env = {}, { port: fixedPort } = {}) {
     RUST_LOG: "info",
     ...env,
   };
-  const proc = spawn(BIN, [], { env: fullEnv, stdio: ["ignore", "pipe", "pipe"] });
-  running.add(proc);
+  const proc = killOnExit(spawn(BIN, [], { env: fullEnv, stdio: ["ignore", "pipe", "pipe"] }));
   let out = "";
   let err = "";
   let all = "";
@@ -66,12 +75,8 @@ export async function spawnServer(env = {}, { port: fixedPort } = {}) {
     all += d;
   });
   const exited = new Promise((resolve) => {
-    proc.on("exit", (code, signal) => {
-      running.delete(proc);
-      resolve({ code, signal });
-    });
+    proc.on("exit", (code, signal) => resolve({ code, signal }));
     proc.on("error", (e) => {
-      running.delete(proc);
       all += `\n[spawn error] ${e.message}`;
       resolve({ code: null, signal: null, error: e });
     });

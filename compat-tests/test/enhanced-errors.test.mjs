@@ -1,10 +1,10 @@
 // Enhanced protocol errors (PROTOCOL.md sections 4 and 6): with an ack → {ok: false, error: {code, message}};
 // without → error:validation (bad payload) or error:session (state) {code, message, event}.
 // A refused request changes nothing and reaches nobody else.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { connect, closeAll, sid, mark, join, sleep, waitFor } from "../lib/client.mjs";
+import { useServer } from "../lib/setup.mjs";
+import { connect, sid, mark, join, sleep, waitFor } from "../lib/client.mjs";
 import {
   ackOk,
   ackError,
@@ -16,14 +16,7 @@ import {
   currentState,
 } from "../lib/enhanced.mjs";
 
-let server;
-before(async () => {
-  server = await startServer({ LEGACY_PING_INTERVAL_MS: "0" });
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer({ LEGACY_PING_INTERVAL_MS: "0" });
 
 // [label, who ("L" leader, "F" follower, "X" outsider), event, payload(S, ids), code]
 const CASES = [

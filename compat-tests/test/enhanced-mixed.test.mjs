@@ -3,21 +3,14 @@
 // driven from either vocabulary. After each step every member's full list of non-stream event
 // names is compared: legacy members get only legacy events, enhanced members only enhanced ones,
 // each exactly once, nothing extra.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { connect, closeAll, mark, join } from "../lib/client.mjs";
-import { ackOk, expectFlows, mixedSession } from "../lib/enhanced.mjs";
+import { useServer } from "../lib/setup.mjs";
+import { connect, mark, join } from "../lib/client.mjs";
+import { ackOk, expectFlows, mixedSession, enhancedLeaderWalk, legacyLeaderWalk, eventData as data } from "../lib/enhanced.mjs";
 import { assertSessionState, assertSnapshot } from "../lib/shapes.mjs";
 
-let server;
-before(async () => {
-  server = await startServer({ LEGACY_PING_INTERVAL_MS: "0" });
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer({ LEGACY_PING_INTERVAL_MS: "0" });
 
 /** Runs `action`, then expects enhanced members to get `enh` and legacy members `leg` (overrides per socket). */
 async function step(m, label, action, enh, leg, overrides) {
@@ -25,8 +18,6 @@ async function step(m, label, action, enh, leg, overrides) {
   await action();
   return expectFlows(m.expect(enh, leg, overrides), { label });
 }
-
-const data = (got, socket, event) => got.get(socket).find((e) => e.event === event)?.data;
 
 test("row 'member joined': an enhanced and a legacy newcomer", async () => {
   const m = await mixedSession(server.url);
@@ -133,113 +124,31 @@ test("row 'member left': enhanced session:leave, legacy leave_session, and follo
 test("rows 'tempo set', 'start', 'pause / stop', 'seek', 'message, chat', 'leader change' driven by the enhanced leader", async () => {
   const m = await mixedSession(server.url);
   const S = m.sessionId;
-  let got = await step(
-    m,
-    "tempo:change",
-    () => ackOk(m.e1, "tempo:change", { sessionId: S, newTempo: 100 }),
-    ["tempo:change", "session:state_sync"],
-    ["tempo_changed", "snapshot"],
-  );
+  const walk = await enhancedLeaderWalk(m, step, "from enhanced");
   for (const l of m.legacy) {
-    const tc = data(got, l, "tempo_changed");
+    const tc = data(walk.tempo, l, "tempo_changed");
     assert.equal(tc.isRealTime, true);
     assert.equal(tc.oldTempo, 120);
-    assert.equal(tc.newTempo, 100);
-    assert.equal(data(got, l, "snapshot").tempo, 100);
   }
-  for (const e of m.enhanced) {
-    assert.equal(data(got, e, "tempo:change").newTempo, 100);
-    assert.equal(data(got, e, "session:state_sync").tempo, 100);
-  }
-
-  got = await step(
-    m,
-    "metronome:start",
-    () => ackOk(m.e1, "metronome:start", { sessionId: S }),
-    ["metronome:start"],
-    ["snapshot", "play"],
-  );
+  for (const e of m.enhanced) assert.equal(data(walk.tempo, e, "tempo:change").newTempo, 100);
+  for (const l of m.legacy) assert.equal(data(walk.start, l, "snapshot").isPlaying, true);
+  for (const l of m.legacy) assert.equal(data(walk.reset, l, "snapshot").position, 0);
   for (const l of m.legacy) {
-    assert.equal(data(got, l, "snapshot").isPlaying, true);
-    assert.equal(data(got, l, "play").tempoBpm, 100);
-  }
-
-  got = await step(
-    m,
-    "metronome:stop (pause)",
-    () => ackOk(m.e1, "metronome:stop", { sessionId: S }),
-    ["metronome:stop"],
-    ["snapshot", "pause"],
-  );
-  const pausedAt = data(got, m.e1, "metronome:stop").positionMs;
-  for (const l of m.legacy) assert.equal(data(got, l, "pause").position, Math.round(pausedAt));
-
-  got = await step(
-    m,
-    "position:seek",
-    () => ackOk(m.e1, "position:seek", { sessionId: S, positionMs: 4000 }),
-    ["position:seek"],
-    ["snapshot", "seek"],
-  );
-  for (const l of m.legacy) assert.equal(data(got, l, "seek").position, 4000);
-  for (const e of m.enhanced) assert.equal(data(got, e, "position:seek").positionMs, 4000);
-
-  await step(m, "metronome:start again", () => ackOk(m.e1, "metronome:start", { sessionId: S }), ["metronome:start"], [
-    "snapshot",
-    "play",
-  ]);
-  got = await step(
-    m,
-    "metronome:stop reset",
-    () => ackOk(m.e1, "metronome:stop", { sessionId: S, reset: true }),
-    ["metronome:stop"],
-    ["snapshot", "stop"],
-  );
-  for (const e of m.enhanced) assert.equal(data(got, e, "metronome:stop").positionMs, 0);
-  for (const l of m.legacy) assert.equal(data(got, l, "snapshot").position, 0);
-
-  got = await step(
-    m,
-    "chat:message from E2",
-    () => ackOk(m.e2, "chat:message", { sessionId: S, message: "from enhanced" }),
-    ["chat:message"],
-    ["chat_message"],
-  );
-  for (const l of m.legacy) {
-    const c = data(got, l, "chat_message");
-    assert.equal(c.message, "from enhanced");
+    const c = data(walk.chat, l, "chat_message");
     assert.equal(c.socketId, m.e2.id);
     assert.equal(typeof c.username, "string");
   }
-
-  got = await step(
-    m,
-    "role:transfer E1 → L1",
-    () => ackOk(m.e1, "role:transfer", { sessionId: S, toSocketId: m.l1.id }),
-    ["leader:election", "session:state_sync"],
-    ["role_changed", "snapshot"],
-  );
-  for (const e of m.enhanced) {
-    assert.deepEqual(data(got, e, "leader:election"), {
-      sessionId: S,
-      oldLeader: m.e1.id,
-      newLeader: m.l1.id,
-      reason: "transfer",
-    });
-    assertSessionState(data(got, e, "session:state_sync"));
-    assert.equal(data(got, e, "session:state_sync").leaderSocketId, m.l1.id);
-  }
+  for (const e of m.enhanced) assertSessionState(data(walk.transfer, e, "session:state_sync"));
   for (const l of m.legacy) {
-    const rc = data(got, l, "role_changed");
+    const rc = data(walk.transfer, l, "role_changed");
     assert.equal(rc.socketId, m.l1.id);
     assert.equal(rc.role, "leader");
     assert.equal(rc.previousRole, "follower");
     assert.equal(rc.reason, "transfer");
-    assertSnapshot(data(got, l, "snapshot"));
-    assert.equal(data(got, l, "snapshot").leaderSocketId, m.l1.id);
+    assertSnapshot(data(walk.transfer, l, "snapshot"));
   }
 
-  got = await step(
+  const got = await step(
     m,
     "a refused role:transfer (E2 does not lead) reaches nobody but E2",
     () => m.e2.emit("role:transfer", { sessionId: S, toSocketId: m.e2.id }),
@@ -252,117 +161,23 @@ test("rows 'tempo set', 'start', 'pause / stop', 'seek', 'message, chat', 'leade
 
 test("rows 'leader change', 'tempo set', 'start', 'pause / stop', 'seek', 'message, chat', 'member left' driven by legacy clients", async () => {
   const m = await mixedSession(server.url);
-  const S = m.sessionId;
-  let got = await step(
-    m,
-    "L2 set_role leader (takes over)",
-    () => m.l2.emit("set_role", { sessionId: S, role: "leader" }),
-    ["leader:election", "session:state_sync"],
-    // set_role's own rendering (section 2): a room snapshot.
-    ["snapshot"],
-  );
+  const walk = await legacyLeaderWalk(m, step, m.l2, m.l1);
+  for (const e of m.enhanced) assert.equal(data(walk.takeOver, e, "session:state_sync").leaderSocketId, m.l2.id);
   for (const e of m.enhanced) {
-    assert.deepEqual(data(got, e, "leader:election"), {
-      sessionId: S,
-      oldLeader: m.e1.id,
-      newLeader: m.l2.id,
-      reason: "taken_over",
-    });
-    assert.equal(data(got, e, "session:state_sync").leaderSocketId, m.l2.id);
+    assert.equal(data(walk.setTempo, e, "tempo:change").rampDurationMs, 0);
+    assert.equal(data(walk.setTempo, e, "session:state_sync").tempo, 90);
   }
-  const L = m.l2;
-
-  got = await step(
-    m,
-    "set_tempo",
-    () => L.emit("set_tempo", { sessionId: S, tempo: 90 }),
-    ["tempo:change", "session:state_sync"],
-    ["snapshot"],
-  );
   for (const e of m.enhanced) {
-    const tc = data(got, e, "tempo:change");
-    assert.deepEqual([tc.oldTempo, tc.newTempo, tc.rampDurationMs], [120, 90, 0]);
-    assert.equal(data(got, e, "session:state_sync").tempo, 90);
+    const tc = data(walk.tempoChange, e, "tempo:change");
+    assert.deepEqual([tc.oldTempo, tc.newTempo], [90, 95]);
   }
-
-  got = await step(
-    m,
-    "tempo_change with fadeTime",
-    () => L.emit("tempo_change", { sessionId: S, tempo: 95, fadeTime: 200 }),
-    ["tempo:change", "session:state_sync"],
-    ["tempo_change", "snapshot"],
-  );
+  for (const e of m.enhanced) assert.equal(data(walk.tempoChanged, e, "tempo:change").newTempo, 97);
   for (const e of m.enhanced) {
-    const tc = data(got, e, "tempo:change");
-    assert.deepEqual([tc.oldTempo, tc.newTempo, tc.rampDurationMs], [90, 95, 200]);
-  }
-
-  got = await step(
-    m,
-    "tempo_changed",
-    () => L.emit("tempo_changed", { sessionId: S, tempo: 97 }),
-    ["tempo:change", "session:state_sync"],
-    ["tempo_changed", "snapshot"],
-  );
-  for (const e of m.enhanced) assert.equal(data(got, e, "tempo:change").newTempo, 97);
-
-  got = await step(m, "play", () => L.emit("play", { sessionId: S }), ["metronome:start"], ["snapshot", "play"]);
-  for (const e of m.enhanced) assert.equal(data(got, e, "metronome:start").tempo, 97);
-
-  await step(m, "pause", () => L.emit("pause", { sessionId: S }), ["metronome:stop"], ["snapshot", "pause"]);
-  got = await step(
-    m,
-    "seek",
-    () => L.emit("seek", { sessionId: S, position: 2500 }),
-    ["position:seek"],
-    ["snapshot", "seek"],
-  );
-  for (const e of m.enhanced) assert.equal(data(got, e, "position:seek").positionMs, 2500);
-  await step(m, "play again", () => L.emit("play", { sessionId: S }), ["metronome:start"], ["snapshot", "play"]);
-  got = await step(m, "stop", () => L.emit("stop", { sessionId: S }), ["metronome:stop"], ["snapshot", "stop"]);
-  for (const e of m.enhanced) assert.equal(data(got, e, "metronome:stop").positionMs, 0);
-
-  got = await step(
-    m,
-    "update_message from L1",
-    () => m.l1.emit("update_message", { sessionId: S, message: "bridge twice" }),
-    ["session:state_sync"],
-    ["snapshot"],
-  );
-  for (const e of m.enhanced) assert.equal(data(got, e, "session:state_sync").message, "bridge twice");
-
-  got = await step(
-    m,
-    "chat_message from L1",
-    () => m.l1.emit("chat_message", { sessionId: S, message: "from legacy" }),
-    ["chat:message"],
-    ["chat_message"],
-  );
-  for (const e of m.enhanced) {
-    const c = data(got, e, "chat:message");
+    const c = data(walk.chat, e, "chat:message");
     assert.equal(c.message, "from legacy");
-    assert.equal(c.socketId, m.l1.id);
     assert.equal(c.displayName, "L1");
   }
-
-  got = await step(
-    m,
-    "leader L2 leave_session",
-    () => L.emit("leave_session", { sessionId: S }),
-    ["leader:election", "session:state_sync", "session:member_update"],
-    ["role_changed", "snapshot", "room_stats", "user_left"],
-    new Map([[L, []]]),
-  );
-  for (const e of m.enhanced) {
-    assert.deepEqual(data(got, e, "leader:election"), {
-      sessionId: S,
-      oldLeader: L.id,
-      newLeader: m.e1.id,
-      reason: "leader_left",
-    });
-  }
-  assert.equal(data(got, m.l1, "role_changed").reason, "leader_left");
-  assert.equal(data(got, m.l1, "role_changed").socketId, m.e1.id);
+  assert.equal(data(walk.leave, m.l1, "role_changed").socketId, m.e1.id);
 });
 
 for (const how of ["session:leave", "disconnect"]) {

@@ -1,20 +1,13 @@
 // Enhanced protocol, playback and room events: metronome:start / metronome:stop, tempo:change,
 // position:seek, role:transfer, chat:message (PROTOCOL.md section 4).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { closeAll, mark, sleep, expectNo } from "../lib/client.mjs";
+import { useServer } from "../lib/setup.mjs";
+import { mark, sleep, expectNo } from "../lib/client.mjs";
 import { ackOk, ackError, expectFlows, enhancedBand, received, currentState } from "../lib/enhanced.mjs";
 import { assertSessionState, assertNear } from "../lib/shapes.mjs";
 
-let server;
-before(async () => {
-  server = await startServer({ LEGACY_PING_INTERVAL_MS: "0" });
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer({ LEGACY_PING_INTERVAL_MS: "0" });
 
 const each = (b, names) => b.members.map((m, i) => [m, names, `member ${i}`]);
 const only = (got, socket, event) => got.get(socket).find((e) => e.event === event).data;

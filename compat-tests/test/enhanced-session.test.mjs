@@ -1,9 +1,9 @@
 // Enhanced protocol, sessions: auth:handshake, session:create, session:join, session:leave,
 // band:session_list, leader:election on join / leave / disconnect (PROTOCOL.md section 4).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { connect, connectMany, closeAll, sid, mark, sleep, waitFor, join, events } from "../lib/client.mjs";
+import { useServer } from "../lib/setup.mjs";
+import { connect, connectMany, sid, mark, sleep, waitFor, join, events } from "../lib/client.mjs";
 import {
   ack,
   ackOk,
@@ -17,14 +17,7 @@ import {
 } from "../lib/enhanced.mjs";
 import { assertSessionState, assertEnhancedMember, assertTimestamp } from "../lib/shapes.mjs";
 
-let server;
-before(async () => {
-  server = await startServer({ LEGACY_PING_INTERVAL_MS: "0" });
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer({ LEGACY_PING_INTERVAL_MS: "0" });
 
 test("auth:handshake on connect: serverId, serverVersion, protocols, features, limits, serverTime (every client version)", async () => {
   for (const [version, transport] of [

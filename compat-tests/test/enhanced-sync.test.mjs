@@ -1,24 +1,16 @@
 // Enhanced protocol, time and streams: position:sync (80 Hz) and metronome:beat streams, tempo ramps,
 // time signatures, START_LEAD_MS, position:correction, clock:sync, latency:probe, metrics feed.
 // Rates and timings are measured on the server's own timestamps over windows, so they hold on a busy machine.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { connect, closeAll, mark, sleep, waitFor, expectNo, events } from "../lib/client.mjs";
+import { useServers } from "../lib/setup.mjs";
+import { connect, mark, sleep, waitFor, expectNo, events } from "../lib/client.mjs";
 import { ack, ackOk, enhancedBand, mixedSession, received } from "../lib/enhanced.mjs";
 
-let server;
-let leadServer;
-before(async () => {
-  [server, leadServer] = await Promise.all([
-    startServer({ LEGACY_PING_INTERVAL_MS: "0", METRICS_INTERVAL_MS: "200" }),
-    startServer({ LEGACY_PING_INTERVAL_MS: "0", START_LEAD_MS: "300" }),
-  ]);
-});
-after(async () => {
-  closeAll();
-  await Promise.all([server?.stop(), leadServer?.stop()]);
-});
+const [server, leadServer] = useServers(
+  { LEGACY_PING_INTERVAL_MS: "0", METRICS_INTERVAL_MS: "200" },
+  { LEGACY_PING_INTERVAL_MS: "0", START_LEAD_MS: "300" },
+);
 
 const payloads = (socket, event) => received(socket, event).map((e) => e.data);
 

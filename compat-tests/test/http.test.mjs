@@ -1,17 +1,11 @@
 // GET /, /health, /livez, /readyz.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, httpGet } from "../lib/server.mjs";
-import { connect, closeAll, sid, join } from "../lib/client.mjs";
+import { httpGet } from "../lib/server.mjs";
+import { useServer } from "../lib/setup.mjs";
+import { connect, sid, join } from "../lib/client.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer();
 
 test("GET / → {ok: true, service: \"bandsync-server\", version, uptime}", async () => {
   const r = await httpGet(`${server.url}/`);

@@ -1,10 +1,9 @@
 // Disconnects: leader re-election, playback stop, event order at the remaining members.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
+import { useServer } from "../lib/setup.mjs";
 import {
   connectMany,
-  closeAll,
   sid,
   mark,
   sleep,
@@ -18,14 +17,7 @@ import {
 } from "../lib/client.mjs";
 import { assertSnapshot, assertRoomStats, assertTimestamp } from "../lib/shapes.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer();
 
 async function joinAll(sockets, sessionId, names_ = []) {
   for (const [i, s] of sockets.entries()) await join(s, sessionId, names_[i] ? { displayName: names_[i] } : {});

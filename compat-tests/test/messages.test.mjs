@@ -1,11 +1,10 @@
 // update_message, chat_message, role_changed notice, sync_request, latency_probe, heartbeat,
 // ping/pong, connection_quality, client-sent error.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
+import { useServers } from "../lib/setup.mjs";
 import {
   connect,
-  closeAll,
   sid,
   mark,
   sleep,
@@ -22,15 +21,7 @@ import {
 import { assertTimestamp } from "../lib/shapes.mjs";
 
 const QUALITIES = ["unknown", "excellent", "good", "fair", "poor"];
-let server;
-let pingServer;
-before(async () => {
-  [server, pingServer] = await Promise.all([startServer(), startServer({ LEGACY_PING_INTERVAL_MS: "200" })]);
-});
-after(async () => {
-  closeAll();
-  await Promise.all([server?.stop(), pingServer?.stop()]);
-});
+const [server, pingServer] = useServers({}, { LEGACY_PING_INTERVAL_MS: "200" });
 
 function assertQuality(q, socketId) {
   for (const k of ["socketId", "latency", "packetLoss", "connectionDuration", "pingCount", "pongCount", "timeouts", "quality"]) {

@@ -10,11 +10,12 @@
 // while exiting 0 is informational and accepted.
 //
 // Each kind of check gets its own server, so counts on one are not disturbed by the others.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { startServer, httpGet, sleep } from "../lib/server.mjs";
-import { connect, connectMany, closeAll, sid, mark, waitFor, expectNo, expectError, join, seqOf } from "../lib/client.mjs";
+import { httpGet, sleep } from "../lib/server.mjs";
+import { useServers } from "../lib/setup.mjs";
+import { connect, connectMany, sid, mark, waitFor, expectNo, expectError, join, seqOf } from "../lib/client.mjs";
 import { ack, ackOk, createSession, enhancedJoin, enhancedBand, received } from "../lib/enhanced.mjs";
 import {
   parsePrometheusText,
@@ -26,24 +27,19 @@ import {
   PROMTOOL,
 } from "../lib/prometheus.mjs";
 
-let metricsServer; // /metrics deltas: app ping off, so event counts are exactly the test's own
-let apiServer; // /api/*: app ping every 100 ms, for avgLatency
-let feedServer; // metrics:update every 250 ms
-let logServer; // LOG_FORMAT=json at info
-let debugServer; // DEBUG_SYNC_ENGINE=true
-before(async () => {
-  [metricsServer, apiServer, feedServer, logServer, debugServer] = await Promise.all([
-    startServer({ LEGACY_PING_INTERVAL_MS: "0" }),
-    startServer({ LEGACY_PING_INTERVAL_MS: "100" }),
-    startServer({ LEGACY_PING_INTERVAL_MS: "0", METRICS_INTERVAL_MS: "250" }),
-    startServer({ LEGACY_PING_INTERVAL_MS: "0", LOG_FORMAT: "json", RUST_LOG: "info" }),
-    startServer({ LEGACY_PING_INTERVAL_MS: "0", LOG_FORMAT: "json", RUST_LOG: "info", DEBUG_SYNC_ENGINE: "true" }),
-  ]);
-});
-after(async () => {
-  closeAll();
-  await Promise.all([metricsServer, apiServer, feedServer, logServer, debugServer].map((s) => s?.stop()));
-});
+const [
+  metricsServer, // /metrics deltas: app ping off, so event counts are exactly the test's own
+  apiServer, // /api/*: app ping every 100 ms, for avgLatency
+  feedServer, // metrics:update every 250 ms
+  logServer, // LOG_FORMAT=json at info
+  debugServer, // DEBUG_SYNC_ENGINE=true
+] = useServers(
+  { LEGACY_PING_INTERVAL_MS: "0" },
+  { LEGACY_PING_INTERVAL_MS: "100" },
+  { LEGACY_PING_INTERVAL_MS: "0", METRICS_INTERVAL_MS: "250" },
+  { LEGACY_PING_INTERVAL_MS: "0", LOG_FORMAT: "json", RUST_LOG: "info" },
+  { LEGACY_PING_INTERVAL_MS: "0", LOG_FORMAT: "json", RUST_LOG: "info", DEBUG_SYNC_ENGINE: "true" },
+);
 
 /** A distinctive random string (must never show up in the metrics). */
 const secret = (prefix) => `${prefix}${randomBytes(6).toString("hex")}`;

@@ -1,10 +1,9 @@
 // set_tempo, play, pause, stop, seek, scroll_tick, tempo_change, tempo_changed, beat_sync, position_sync.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
+import { useServer } from "../lib/setup.mjs";
 import {
   connect,
-  closeAll,
   sid,
   mark,
   sleep,
@@ -18,18 +17,10 @@ import {
   names,
   events,
   syncState,
-  collect,
 } from "../lib/client.mjs";
 import { assertSnapshot, assertTimestamp, stateView } from "../lib/shapes.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer();
 
 /** Leader emits `event`, every member gets snapshot then `event`; returns [{snapshot, ev}] per member. */
 async function leaderDoes(b, event, payload, timeoutMs = 2000) {

@@ -8,8 +8,8 @@ import { hostname } from "node:os";
 import { startServer, spawnServer, httpGet, freePort, sleep } from "../lib/server.mjs";
 import { startRedis, keyPrefix } from "../lib/redis.mjs";
 import { startCluster, redisEnv, assertLive, bandAcross, mixedAcross } from "../lib/cluster.mjs";
-import { connect, closeAll, sid, mark, waitFor, expectError, expectNo, join, events, syncState } from "../lib/client.mjs";
-import { ack, ackOk, expectFlows, createSession, enhancedJoin, received } from "../lib/enhanced.mjs";
+import { connect, closeAll, sid, mark, waitFor, expectError, expectNo, join, events } from "../lib/client.mjs";
+import { ack, ackOk, expectFlows, createSession, received, enhancedLeaderWalk, legacyLeaderWalk, eventData as data } from "../lib/enhanced.mjs";
 import { assertSnapshot } from "../lib/shapes.mjs";
 
 let cluster;
@@ -25,8 +25,6 @@ after(async () => {
   await Promise.all(extra.map((x) => x.stop()));
   await cluster?.stop();
 });
-
-const data = (got, socket, event) => got.get(socket).find((e) => e.event === event)?.data;
 
 /** Runs `action`, then expects each [socket, names] pair's exact non-stream event list. */
 async function stepPairs(all, pairs, label, action, opts = {}) {
@@ -195,81 +193,10 @@ test("mixed session over two instances (E1, L2 on A; L1, E2 on B), driven by the
   );
   for (const e of m.enhanced) assert.equal(data(got, e, "session:member_update").memberCount, 6);
 
-  got = await step(
-    m,
-    "tempo:change",
-    () => ackOk(m.e1, "tempo:change", { sessionId: S, newTempo: 100 }),
-    ["tempo:change", "session:state_sync"],
-    ["tempo_changed", "snapshot"],
-  );
-  for (const l of m.legacy) {
-    assert.equal(data(got, l, "tempo_changed").newTempo, 100);
-    assert.equal(data(got, l, "snapshot").tempo, 100);
-  }
-  for (const e of m.enhanced) assert.equal(data(got, e, "session:state_sync").tempo, 100);
-
-  got = await step(m, "metronome:start", () => ackOk(m.e1, "metronome:start", { sessionId: S }), ["metronome:start"], [
-    "snapshot",
-    "play",
-  ]);
-  for (const l of m.legacy) assert.equal(data(got, l, "play").tempoBpm, 100);
-  assert.equal(data(got, m.e2, "metronome:start").startTime, data(got, m.e1, "metronome:start").startTime);
-
-  got = await step(m, "metronome:stop", () => ackOk(m.e1, "metronome:stop", { sessionId: S }), ["metronome:stop"], [
-    "snapshot",
-    "pause",
-  ]);
-  const pausedAt = data(got, m.e1, "metronome:stop").positionMs;
-  assert.equal(data(got, m.e2, "metronome:stop").positionMs, pausedAt);
-  for (const l of m.legacy) assert.equal(data(got, l, "pause").position, Math.round(pausedAt));
-
-  got = await step(
-    m,
-    "position:seek",
-    () => ackOk(m.e1, "position:seek", { sessionId: S, positionMs: 4000 }),
-    ["position:seek"],
-    ["snapshot", "seek"],
-  );
-  for (const l of m.legacy) assert.equal(data(got, l, "seek").position, 4000);
-  for (const e of m.enhanced) assert.equal(data(got, e, "position:seek").positionMs, 4000);
-
-  await step(m, "metronome:start again", () => ackOk(m.e1, "metronome:start", { sessionId: S }), ["metronome:start"], [
-    "snapshot",
-    "play",
-  ]);
-  got = await step(
-    m,
-    "metronome:stop reset",
-    () => ackOk(m.e1, "metronome:stop", { sessionId: S, reset: true }),
-    ["metronome:stop"],
-    ["snapshot", "stop"],
-  );
-  for (const e of m.enhanced) assert.equal(data(got, e, "metronome:stop").positionMs, 0);
-
-  got = await step(
-    m,
-    "chat:message from E2@B",
-    () => ackOk(m.e2, "chat:message", { sessionId: S, message: "from B" }),
-    ["chat:message"],
-    ["chat_message"],
-  );
-  for (const l of m.legacy) {
-    assert.equal(data(got, l, "chat_message").message, "from B");
-    assert.equal(data(got, l, "chat_message").username, "E2");
-  }
-
-  got = await step(
-    m,
-    "role:transfer E1@A → L1@B",
-    () => ackOk(m.e1, "role:transfer", { sessionId: S, toSocketId: m.l1.id }),
-    ["leader:election", "session:state_sync"],
-    ["role_changed", "snapshot"],
-  );
-  for (const e of m.enhanced) {
-    assert.deepEqual(data(got, e, "leader:election"), { sessionId: S, oldLeader: m.e1.id, newLeader: m.l1.id, reason: "transfer" });
-    assert.equal(data(got, e, "session:state_sync").leaderSocketId, m.l1.id);
-  }
-  for (const l of m.legacy) assert.equal(data(got, l, "snapshot").leaderSocketId, m.l1.id);
+  const walk = await enhancedLeaderWalk(m, step, "from B");
+  assert.equal(data(walk.start, m.e2, "metronome:start").startTime, data(walk.start, m.e1, "metronome:start").startTime);
+  assert.equal(data(walk.pause, m.e2, "metronome:stop").positionMs, data(walk.pause, m.e1, "metronome:stop").positionMs);
+  for (const l of m.legacy) assert.equal(data(walk.chat, l, "chat_message").username, "E2");
 
   // member left (enhanced leave on B, legacy disconnect on A); the newcomers are quiet by now.
   got = await step(
@@ -300,70 +227,8 @@ test("mixed session over two instances (E1, L2 on A; L1, E2 on B), driven by the
 
 test("mixed session over two instances, driven by a legacy leader on B: every row of section 5", async () => {
   const m = await mixedAcross(A.url, B.url);
-  const S = m.sessionId;
-  const L = m.l1; // on B
-  let got = await step(m, "L1@B set_role leader", () => L.emit("set_role", { sessionId: S, role: "leader" }), [
-    "leader:election",
-    "session:state_sync",
-  ], ["snapshot"]);
-  for (const e of m.enhanced) {
-    assert.deepEqual(data(got, e, "leader:election"), { sessionId: S, oldLeader: m.e1.id, newLeader: L.id, reason: "taken_over" });
-  }
-  got = await step(m, "set_tempo", () => L.emit("set_tempo", { sessionId: S, tempo: 90 }), ["tempo:change", "session:state_sync"], [
-    "snapshot",
-  ]);
-  for (const e of m.enhanced) assert.deepEqual([data(got, e, "tempo:change").oldTempo, data(got, e, "tempo:change").newTempo], [120, 90]);
-  got = await step(
-    m,
-    "tempo_change with fadeTime",
-    () => L.emit("tempo_change", { sessionId: S, tempo: 95, fadeTime: 200 }),
-    ["tempo:change", "session:state_sync"],
-    ["tempo_change", "snapshot"],
-  );
-  for (const e of m.enhanced) assert.equal(data(got, e, "tempo:change").rampDurationMs, 200);
-  await step(m, "tempo_changed", () => L.emit("tempo_changed", { sessionId: S, tempo: 97 }), ["tempo:change", "session:state_sync"], [
-    "tempo_changed",
-    "snapshot",
-  ]);
-  got = await step(m, "play", () => L.emit("play", { sessionId: S }), ["metronome:start"], ["snapshot", "play"]);
-  for (const e of m.enhanced) assert.equal(data(got, e, "metronome:start").tempo, 97);
-  await step(m, "pause", () => L.emit("pause", { sessionId: S }), ["metronome:stop"], ["snapshot", "pause"]);
-  got = await step(m, "seek", () => L.emit("seek", { sessionId: S, position: 2500 }), ["position:seek"], ["snapshot", "seek"]);
-  for (const e of m.enhanced) assert.equal(data(got, e, "position:seek").positionMs, 2500);
-  await step(m, "play again", () => L.emit("play", { sessionId: S }), ["metronome:start"], ["snapshot", "play"]);
-  got = await step(m, "stop", () => L.emit("stop", { sessionId: S }), ["metronome:stop"], ["snapshot", "stop"]);
-  for (const e of m.enhanced) assert.equal(data(got, e, "metronome:stop").positionMs, 0);
-  got = await step(
-    m,
-    "update_message from L2@A",
-    () => m.l2.emit("update_message", { sessionId: S, message: "bridge twice" }),
-    ["session:state_sync"],
-    ["snapshot"],
-  );
-  for (const e of m.enhanced) assert.equal(data(got, e, "session:state_sync").message, "bridge twice");
-  got = await step(
-    m,
-    "chat_message from L2@A",
-    () => m.l2.emit("chat_message", { sessionId: S, message: "from legacy" }),
-    ["chat:message"],
-    ["chat_message"],
-  );
-  for (const e of m.enhanced) {
-    assert.equal(data(got, e, "chat:message").socketId, m.l2.id);
-    assert.equal(data(got, e, "chat:message").displayName, "L2");
-  }
-  got = await step(
-    m,
-    "leader L1@B leave_session",
-    () => L.emit("leave_session", { sessionId: S }),
-    ["leader:election", "session:state_sync", "session:member_update"],
-    ["role_changed", "snapshot", "room_stats", "user_left"],
-    new Map([[L, []]]),
-  );
-  for (const e of m.enhanced) {
-    assert.deepEqual(data(got, e, "leader:election"), { sessionId: S, oldLeader: L.id, newLeader: m.e1.id, reason: "leader_left" });
-  }
-  assert.equal(data(got, m.l2, "role_changed").reason, "leader_left");
+  const walk = await legacyLeaderWalk(m, step, m.l1 /* on B */, m.l2);
+  for (const e of m.enhanced) assert.equal(data(walk.chat, e, "chat:message").displayName, "L2");
   await assertLive(A, B);
 });
 

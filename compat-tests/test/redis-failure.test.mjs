@@ -9,7 +9,7 @@ import { startServer, httpGet, sleep } from "../lib/server.mjs";
 import { startRedis, keyPrefix } from "../lib/redis.mjs";
 import { redisEnv, assertLive, pollHttp } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, mark, waitFor, waitForEntry, seqOf, join, events, syncState } from "../lib/client.mjs";
-import { ackOk, enhancedJoin, flow, received } from "../lib/enhanced.mjs";
+import { enhancedJoin, received } from "../lib/enhanced.mjs";
 
 const owned = []; // everything to stop in after(): instances and redis-servers
 const own = (x) => (owned.push(x), x);

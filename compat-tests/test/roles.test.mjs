@@ -1,10 +1,9 @@
 // request_leader, approve_leader_request, deny_leader_request, set_role, under LEADER_POLICY=open and =approval.
-import { test, before, after, describe } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
+import { useServers } from "../lib/setup.mjs";
 import {
   connect,
-  closeAll,
   sid,
   mark,
   sleep,
@@ -17,15 +16,7 @@ import {
 } from "../lib/client.mjs";
 import { assertSnapshot } from "../lib/shapes.mjs";
 
-let open;
-let approval;
-before(async () => {
-  [open, approval] = await Promise.all([startServer({ LEADER_POLICY: "open" }), startServer({ LEADER_POLICY: "approval" })]);
-});
-after(async () => {
-  closeAll();
-  await Promise.all([open?.stop(), approval?.stop()]);
-});
+const [open, approval] = useServers({ LEADER_POLICY: "open" }, { LEADER_POLICY: "approval" });
 
 /** A failed role request answers `<event>_result {success:false, error, code}` and `error {message, code}`. */
 async function expectRoleFailure(socket, event, sessionId, code) {

@@ -1,11 +1,10 @@
 // join_session / leave_session / capacity / idempotent re-join / one session per socket.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
+import { useServer } from "../lib/setup.mjs";
 import {
   connect,
   connectMany,
-  closeAll,
   sid,
   mark,
   waitFor,
@@ -21,15 +20,7 @@ import {
 } from "../lib/client.mjs";
 import { assertSnapshot, assertRoomStats, assertMember } from "../lib/shapes.mjs";
 
-
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer();
 
 test("first join: snapshot, then room_stats, then user_joined; first member leads", async () => {
   const a = await connect(server.url);

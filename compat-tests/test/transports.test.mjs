@@ -1,19 +1,12 @@
 // The main flow over websocket, polling and polling→websocket with socket.io-client 4.8.1 and 4.7.5;
 // socket.io-client 2.x (Engine.IO v3) connects, joins and gets a snapshot.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "../lib/server.mjs";
-import { connect, closeAll, sid, mark, sleep, waitFor, waitForEntry, join, syncState } from "../lib/client.mjs";
+import { useServer } from "../lib/setup.mjs";
+import { connect, sid, mark, sleep, waitFor, waitForEntry, join, syncState } from "../lib/client.mjs";
 import { assertSnapshot, assertRoomStats } from "../lib/shapes.mjs";
 
-let server;
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
-});
+const server = useServer();
 
 async function waitUpgrade(socket, timeoutMs = 3000) {
   const engine = socket.io.engine;

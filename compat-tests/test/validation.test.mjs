@@ -1,11 +1,11 @@
 // Bad input of every kind: the sender gets `error {message, code}`, the server stays up, the other
 // members receive nothing from it, and the session state is unchanged.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, httpGet } from "../lib/server.mjs";
+import { httpGet } from "../lib/server.mjs";
+import { useServer } from "../lib/setup.mjs";
 import {
   connect,
-  closeAll,
   sid,
   mark,
   waitFor,
@@ -21,18 +21,12 @@ import { stateView } from "../lib/shapes.mjs";
 const NONE = Symbol("no payload");
 const long = (n) => "x".repeat(n);
 
-let server;
 let L, F, O, X; // leader, follower, observer (members); X never joins
 let Y; // leads another session T, which the others are not in
 const T = sid("other");
-before(async () => {
-  server = await startServer();
+const server = useServer({}, async () => {
   [L, F, O, X, Y] = await Promise.all([0, 1, 2, 3, 4].map(() => connect(server.url)));
   await join(Y, T);
-});
-after(async () => {
-  closeAll();
-  await server?.stop();
 });
 
 /** A fresh session with L (leader), F, O; returns its id and state. */
