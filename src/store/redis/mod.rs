@@ -9,8 +9,10 @@
 
 mod connect;
 mod keys;
+mod outage;
 mod presence;
 mod scripts;
+mod watch;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -21,12 +23,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use fred::{
-    clients::SubscriberClient,
-    prelude::{
-        Client, ClientLike, EventInterface, HashesInterface, LuaInterface, PubsubInterface, SetsInterface,
-        SortedSetsInterface,
-    },
+use fred::prelude::{
+    Client, ClientLike, HashesInterface, LuaInterface, PubsubInterface, SetsInterface, SortedSetsInterface,
 };
 use tokio::sync::broadcast;
 
@@ -83,8 +81,8 @@ impl RedisStore {
             changes,
         });
         telemetry::redis_connected(true);
-        tokio::spawn(watch_connection(Arc::downgrade(&store)));
-        tokio::spawn(follow_changes(Arc::downgrade(&store), subscriber));
+        tokio::spawn(watch::connection(Arc::downgrade(&store)));
+        tokio::spawn(watch::changes(Arc::downgrade(&store), subscriber));
         tracing::info!(redis = %place, "sessions are kept in Redis");
         Ok(store)
     }
@@ -95,14 +93,6 @@ impl RedisStore {
 
     fn is_online(&self) -> bool {
         self.online.load(Ordering::Relaxed) && self.client.is_connected()
-    }
-
-    /// Marks Redis unreachable; logs only the transition.
-    fn went_offline(&self, why: &str) {
-        telemetry::redis_connected(false);
-        if self.online.swap(false, Ordering::Relaxed) {
-            tracing::warn!(reason = why, "redis unreachable: serving sessions from this instance's cache");
-        }
     }
 
     /// The session and its revision, from Redis.
@@ -154,51 +144,6 @@ impl RedisStore {
         let result: Result<(), _> = self.client.publish(self.keys.changes(), message).await;
         if let Err(err) = result {
             tracing::debug!(%err, "change announcement failed");
-        }
-    }
-
-    /// Applies `command` to the cached session while Redis is away, and remembers to write it back.
-    fn apply_offline(&self, id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
-        let mut cache = self.cache();
-        let mut slot = cache.get(id).cloned();
-        let outcomes = core::apply(&mut slot, id, command, now)?;
-        let session = slot.ok_or(CoreError::Internal)?;
-        cache.insert(id.to_owned(), session.clone());
-        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
-        Ok(Applied { outcomes, session })
-    }
-
-    async fn back_online(&self) {
-        telemetry::redis_connected(true);
-        if !self.online.swap(true, Ordering::Relaxed) {
-            tracing::info!("redis reachable again");
-        }
-        self.write_back().await;
-    }
-
-    /// Writes back every session changed during the outage; this instance's state is the newest.
-    async fn write_back(&self) {
-        let dirty: Vec<String> = self.dirty.lock().unwrap_or_else(|p| p.into_inner()).drain().collect();
-        let mut written = 0;
-        for id in &dirty {
-            let Some(session) = self.cache().get(id).cloned() else { continue };
-            let Ok(json) = serde_json::to_string(&session) else { continue };
-            let result: Result<i64, _> =
-                self.client.eval(scripts::OVERWRITE, vec![self.keys.session(id)], vec![json]).await;
-            match result.map(|_| ()) {
-                Ok(()) => {
-                    self.index(&session).await.ok();
-                    self.announce(&session).await;
-                    written += 1;
-                }
-                Err(err) => {
-                    tracing::warn!(session = %id, %err, "write-back failed; will retry");
-                    self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
-                }
-            }
-        }
-        if written > 0 {
-            tracing::info!(sessions = written, "changes made while redis was away written back");
         }
     }
 }
@@ -343,61 +288,4 @@ impl SessionStore for RedisStore {
     async fn heartbeat(&self, ttl_ms: u64) {
         presence::heartbeat(self, ttl_ms).await;
     }
-}
-
-/// How often an instance that lost Redis checks whether it answers again.
-const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Follows the connection: offline on errors, and back online (with the write-back) on a
-/// reconnect or, for a connection that stalled without dropping, when a probe answers.
-async fn watch_connection(store: std::sync::Weak<RedisStore>) {
-    let Some((mut errors, mut reconnects)) = store.upgrade().map(|s| (s.client.error_rx(), s.client.reconnect_rx()))
-    else {
-        return;
-    };
-    let mut probe = tokio::time::interval(PROBE_EVERY);
-    loop {
-        tokio::select! {
-            error = errors.recv() => match (error, store.upgrade()) {
-                (Ok((err, _)), Some(store)) => store.went_offline(&err.to_string()),
-                (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
-                _ => return,
-            },
-            reconnect = reconnects.recv() => match (reconnect, store.upgrade()) {
-                (Ok(_), Some(store)) => store.back_online().await,
-                (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
-                _ => return,
-            },
-            _ = probe.tick() => {
-                let Some(store) = store.upgrade() else { return };
-                if !store.online.load(Ordering::Relaxed) && store.client.ping::<String>(None).await.is_ok() {
-                    store.back_online().await;
-                }
-            }
-        }
-    }
-}
-
-/// Refreshes the cache from changes other instances announce, and passes them on.
-async fn follow_changes(store: std::sync::Weak<RedisStore>, subscriber: SubscriberClient) {
-    let mut messages = subscriber.message_rx();
-    while let Ok(message) = messages.recv().await {
-        let Some(store) = store.upgrade() else { return };
-        let Some(text) = message.value.as_string() else { continue };
-        let Some((server, session_id)) = text.split_once('|') else { continue };
-        if server == store.server_id {
-            continue;
-        }
-        match store.load(session_id).await {
-            Ok((Some(session), _)) => {
-                store.cache().insert(session_id.to_owned(), session.clone());
-                store.changes.send(session).ok();
-            }
-            Ok((None, _)) => {
-                store.cache().remove(session_id);
-            }
-            Err(err) => store.went_offline(&err.to_string()),
-        }
-    }
-    drop(subscriber);
 }

@@ -1,0 +1,69 @@
+//! The store's two background watchers: the connection (offline on errors, back online with the
+//! write-back) and the change channel (other instances' changes into the cache and on to streams).
+
+use std::sync::{Weak, atomic::Ordering};
+
+use fred::{
+    clients::SubscriberClient,
+    prelude::{ClientLike, EventInterface},
+};
+use tokio::sync::broadcast;
+
+use super::RedisStore;
+
+/// How often an instance that lost Redis checks whether it answers again.
+const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Follows the connection: offline on errors, and back online (with the write-back) on a
+/// reconnect or, for a connection that stalled without dropping, when a probe answers.
+pub(super) async fn connection(store: Weak<RedisStore>) {
+    let Some((mut errors, mut reconnects)) = store.upgrade().map(|s| (s.client.error_rx(), s.client.reconnect_rx()))
+    else {
+        return;
+    };
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    loop {
+        tokio::select! {
+            error = errors.recv() => match (error, store.upgrade()) {
+                (Ok((err, _)), Some(store)) => store.went_offline(&err.to_string()),
+                (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
+                _ => return,
+            },
+            reconnect = reconnects.recv() => match (reconnect, store.upgrade()) {
+                (Ok(_), Some(store)) => store.back_online().await,
+                (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
+                _ => return,
+            },
+            _ = probe.tick() => {
+                let Some(store) = store.upgrade() else { return };
+                if !store.online.load(Ordering::Relaxed) && store.client.ping::<String>(None).await.is_ok() {
+                    store.back_online().await;
+                }
+            }
+        }
+    }
+}
+
+/// Refreshes the cache from changes other instances announce, and passes them on.
+pub(super) async fn changes(store: Weak<RedisStore>, subscriber: SubscriberClient) {
+    let mut messages = subscriber.message_rx();
+    while let Ok(message) = messages.recv().await {
+        let Some(store) = store.upgrade() else { return };
+        let Some(text) = message.value.as_string() else { continue };
+        let Some((server, session_id)) = text.split_once('|') else { continue };
+        if server == store.server_id {
+            continue;
+        }
+        match store.load(session_id).await {
+            Ok((Some(session), _)) => {
+                store.cache().insert(session_id.to_owned(), session.clone());
+                store.changes.send(session).ok();
+            }
+            Ok((None, _)) => {
+                store.cache().remove(session_id);
+            }
+            Err(err) => store.went_offline(&err.to_string()),
+        }
+    }
+    drop(subscriber);
+}
