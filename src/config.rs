@@ -143,6 +143,10 @@ pub struct Config {
     #[arg(long, env = "REDIS_CLUSTER_NODES", value_name = "REDIS_CLUSTER_NODES", value_parser = parse_nodes)]
     pub redis_cluster_nodes: Option<Nodes>,
 
+    /// Serve `/metrics` on this port alone (same `HOST`) instead of the main one.
+    #[arg(long, env = "METRICS_PORT", value_name = "METRICS_PORT")]
+    pub metrics_port: Option<u16>,
+
     /// Serve the browser client at `/demo`.
     #[arg(long, env = "DEMO_PAGE", value_name = "DEMO_PAGE", default_value_t = true, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]

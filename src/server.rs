@@ -45,6 +45,8 @@ type StartBackground = Box<dyn FnOnce() -> Vec<JoinHandle<()>> + Send>;
 /// A bound, not yet serving, instance.
 pub struct Server {
     listener: TcpListener,
+    /// `METRICS_PORT`'s listener, when Prometheus scrapes apart from the clients.
+    metrics_listener: Option<TcpListener>,
     router: axum::Router,
     app: Arc<AppState>,
     start_background: StartBackground,
@@ -58,6 +60,14 @@ impl Server {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
+        let metrics_listener = match config.metrics_port {
+            Some(metrics_port) => {
+                Some(TcpListener::bind((config.host.as_str(), metrics_port)).await.map_err(|e| {
+                    anyhow::anyhow!("cannot listen on {}:{metrics_port} (METRICS_PORT): {e}", config.host)
+                })?)
+            }
+            None => None,
+        };
         let server_id = config.server_id.clone().unwrap_or_else(|| default_server_id(port));
         let builder = SocketIo::builder()
             .req_path("/socket.io")
@@ -73,7 +83,7 @@ impl Server {
             let (layer, io) = builder.build_layer();
             let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
             let ((), start_background, close_all) = wire(io, app.clone());
-            return Ok(Self { listener, router, app, start_background, close_all });
+            return Ok(Self { listener, metrics_listener, router, app, start_background, close_all });
         }
 
         let store = RedisStore::connect(&config, &server_id).await?;
@@ -91,18 +101,32 @@ impl Server {
         subscriber.manage_subscriptions();
         // Members this instance held before a restart cannot be connected any more.
         tasks::evict_lost_members(&app, &io, true).await;
-        Ok(Self { listener, router, app, start_background, close_all })
+        Ok(Self { listener, metrics_listener, router, app, start_background, close_all })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
+    /// Where `/metrics` is served apart, with `METRICS_PORT`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then disconnects every client and returns.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let Self { listener, router, app, start_background, close_all } = self;
+        let Self { listener, metrics_listener, router, app, start_background, close_all } = self;
         tracing::info!(addr = %listener.local_addr()?, server_id = %app.server_id, "listening");
-        let background = start_background();
+        let mut background = start_background();
+        if let Some(metrics_listener) = metrics_listener {
+            tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
+            let metrics = http::metrics_routes().with_state(app.clone());
+            background.push(tokio::spawn(async move {
+                if let Err(err) = axum::serve(metrics_listener, metrics).await {
+                    tracing::error!(%err, "metrics listener failed");
+                }
+            }));
+        }
 
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
         let drain = {

@@ -12,18 +12,24 @@ mod api;
 mod demo;
 
 pub fn routes(app: Arc<AppState>) -> Router {
-    let router = if app.config.demo_page { demo::routes() } else { Router::new() };
-    router
+    let pages = if app.config.demo_page { demo::routes() } else { Router::new() };
+    let router = pages
         .route("/", get(index))
         .route("/health", get(health))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/debug/sync", get(debug_sync))
-        .route("/metrics", get(prometheus))
         .route("/api/metrics", get(api::metrics))
         .route("/api/sessions", get(api::sessions))
-        .route("/api/sessions/{id}", get(api::session))
-        .with_state(app)
+        .route("/api/sessions/{id}", get(api::session));
+    // With METRICS_PORT, Prometheus scrapes a listener of its own instead.
+    let router = if app.config.metrics_port.is_none() { router.merge(metrics_routes()) } else { router };
+    router.with_state(app)
+}
+
+/// `/metrics` alone, for the main listener or a `METRICS_PORT` of its own.
+pub fn metrics_routes() -> Router<Arc<AppState>> {
+    Router::new().route("/metrics", get(prometheus))
 }
 
 fn uptime_ms(app: &AppState) -> u64 {
