@@ -83,6 +83,30 @@ async fn a_session_made_on_one_instance_is_found_and_changed_on_another() {
 }
 
 #[tokio::test]
+async fn only_changes_are_written_and_announced() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+    let mut changes = b.remote_changes().expect("a Redis store hears other instances");
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(2), changes.recv()).await.expect("the join is announced").unwrap();
+    let chat =
+        a.apply("gig", &command("alice", Action::Chat { message: "hi".into(), username: None }), 2).await.unwrap();
+    assert!(!chat.changed);
+    let report = Action::PositionReport { position: 0.0, client_time: 3.0, threshold_ms: 25.0 };
+    assert!(!a.apply("gig", &command("alice", report), 3).await.unwrap().changed);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), changes.recv()).await.is_err(),
+        "nothing changed, nothing announced"
+    );
+    assert_eq!(b.get("gig").await.unwrap().unwrap().last_active_at, 1, "nothing written");
+    let seek = a.apply("gig", &command("alice", Action::Seek { position: 10.0 }), 4).await.unwrap();
+    assert!(seek.changed);
+    let seen = tokio::time::timeout(Duration::from_secs(2), changes.recv()).await.expect("announced").unwrap();
+    assert_eq!(seen.timeline.position_at(4), 10.0);
+}
+
+#[tokio::test]
 async fn sessions_outlive_the_instance_that_made_them() {
     let redis = RedisServer::start(None);
     let config = config(&redis);

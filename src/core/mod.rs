@@ -24,7 +24,8 @@ pub type Millis = i64;
 
 /// Applies `command` to the session in `slot` (created by a join when empty) at time `now`.
 ///
-/// All or nothing: on error `slot` is exactly as it was.
+/// All or nothing: on error `slot` is exactly as it was. A request that changes nothing leaves it
+/// untouched too, `last_active_at` included.
 pub fn apply(
     slot: &mut Option<Session>,
     session_id: &str,
@@ -52,7 +53,11 @@ pub fn apply(
             apply_as_member(session, &command.by, action, now)?
         }
     };
-    if let Some(session) = draft.as_mut() {
+    // Activity is a change: a request that changes nothing (a chat line, a position report, a
+    // re-join) leaves the session exactly as it was, so stores need not write it.
+    if draft != *slot
+        && let Some(session) = draft.as_mut()
+    {
         session.last_active_at = now;
     }
     *slot = draft;

@@ -182,6 +182,19 @@ mod tests {
     }
 
     #[test]
+    fn reports_and_chat_leave_the_session_untouched() {
+        let mut slot = duo();
+        run(&mut slot, "lead", start(), 10).unwrap();
+        let before = slot.clone();
+        let report = Action::PositionReport { position: 900.0, client_time: 1_000.0, threshold_ms: 25.0 };
+        run(&mut slot, "fan", report, 1_000).unwrap();
+        run(&mut slot, "fan", Action::Chat { message: "hi".into(), username: None }, 1_001).unwrap();
+        assert_eq!(slot, before, "not even last_active_at moves");
+        run(&mut slot, "lead", Action::Seek { position: 5.0 }, 1_002).unwrap();
+        assert_eq!(slot.unwrap().last_active_at, 1_002);
+    }
+
+    #[test]
     fn an_unsynced_clock_is_compared_at_arrival() {
         let mut slot = duo();
         run(&mut slot, "lead", start(), 0).unwrap();

@@ -207,7 +207,9 @@ impl<A: Adapter> Worker<A> {
             }
         };
         self.follow_seat(session_id, &command.action, &applied.session);
-        app.ticker.track(&applied.session);
+        if applied.changed {
+            app.ticker.track(&applied.session);
+        }
         for outcome in &applied.outcomes {
             if let Outcome::PositionChecked { drift, .. } = outcome {
                 app.sync_stats.record_drift(*drift);

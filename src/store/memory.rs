@@ -4,8 +4,8 @@ use std::{collections::HashMap, sync::Mutex};
 
 use async_trait::async_trait;
 
-use super::{Applied, SessionStore};
-use crate::core::{self, Command, CoreError, Millis, Session};
+use super::{Applied, SessionStore, apply_to_slot};
+use crate::core::{Command, CoreError, Millis, Session};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
@@ -29,10 +29,11 @@ impl SessionStore for MemoryStore {
     async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
         let mut sessions = self.lock();
         let mut slot = sessions.remove(session_id);
-        let result = core::apply(&mut slot, session_id, command, now);
-        let session = slot.map(|s| sessions.entry(session_id.to_owned()).insert_entry(s).get().clone());
-        let outcomes = result?;
-        Ok(Applied { outcomes, session: session.ok_or(CoreError::Internal)? })
+        let result = apply_to_slot(&mut slot, session_id, command, now);
+        if let Some(session) = slot {
+            sessions.insert(session_id.to_owned(), session);
+        }
+        result
     }
 
     async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError> {

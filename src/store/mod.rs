@@ -21,13 +21,30 @@ pub enum Backend {
     Disconnected,
 }
 
-use crate::core::{Command, CoreError, Millis, Outcome, Session};
+use crate::core::{self, Command, CoreError, Millis, Outcome, Session};
 
 /// A command's effect: what to announce, and the session as it now is.
 #[derive(Debug, Clone)]
 pub struct Applied {
     pub outcomes: Vec<Outcome>,
     pub session: Session,
+    /// False when the command changed nothing (a chat line, a position report): nothing was
+    /// written, and nobody else needs to hear of the state.
+    pub changed: bool,
+}
+
+/// Applies `command` to the session in `slot` (see [`core::apply`]) and says whether it changed.
+/// Every store's update goes through here, inside whatever makes it atomic for that store.
+pub(crate) fn apply_to_slot(
+    slot: &mut Option<Session>,
+    session_id: &str,
+    command: &Command,
+    now: Millis,
+) -> Result<Applied, CoreError> {
+    let before = slot.clone();
+    let outcomes = core::apply(slot, session_id, command, now)?;
+    let session = slot.clone().ok_or(CoreError::Internal)?;
+    Ok(Applied { outcomes, changed: *slot != before, session })
 }
 
 #[async_trait]

@@ -31,10 +31,10 @@ use tokio::sync::broadcast;
 pub use connect::{CONNECT_TIMEOUT, builder, fred_config, init};
 pub use keys::Keys;
 
-use super::{Applied, Backend, SessionStore};
+use super::{Applied, Backend, SessionStore, apply_to_slot};
 use crate::{
     config::Config,
-    core::{self, Command, CoreError, Millis, Session},
+    core::{Command, CoreError, Millis, Session},
     telemetry,
 };
 
@@ -112,9 +112,12 @@ impl RedisStore {
     /// One compare-and-set round: `Ok(None)` when another instance wrote first.
     async fn try_apply(&self, id: &str, command: &Command, now: Millis) -> Result<Option<Applied>, ApplyFailure> {
         let (mut slot, rev) = self.load(id).await.map_err(ApplyFailure::Redis)?;
-        let outcomes = core::apply(&mut slot, id, command, now).map_err(ApplyFailure::Refused)?;
-        let session = slot.ok_or(ApplyFailure::Refused(CoreError::Internal))?;
-        let json = serde_json::to_string(&session).map_err(|_| ApplyFailure::Refused(CoreError::Internal))?;
+        let applied = apply_to_slot(&mut slot, id, command, now).map_err(ApplyFailure::Refused)?;
+        if !applied.changed {
+            return Ok(Some(applied));
+        }
+        let created = rev == "0";
+        let json = serde_json::to_string(&applied.session).map_err(|_| ApplyFailure::Refused(CoreError::Internal))?;
         let written: i64 = self
             .client
             .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev, json])
@@ -123,17 +126,18 @@ impl RedisStore {
         if written == 0 {
             return Ok(None);
         }
-        self.index(&session).await.map_err(ApplyFailure::Redis)?;
-        Ok(Some(Applied { outcomes, session }))
+        self.index(&applied.session, created).await.map_err(ApplyFailure::Redis)?;
+        Ok(Some(applied))
     }
 
-    /// Keeps the activity and band indexes in step with a written session.
-    async fn index(&self, session: &Session) -> Result<(), fred::error::Error> {
+    /// Keeps the activity index in step with a written session, and files a new session under its
+    /// band (a session's band never changes after it is created).
+    async fn index(&self, session: &Session, new: bool) -> Result<(), fred::error::Error> {
         let _: () = self
             .client
             .zadd(self.keys.sessions(), None, None, false, false, (session.last_active_at as f64, session.id.as_str()))
             .await?;
-        if let Some(band) = &session.band_id {
+        if let Some(band) = session.band_id.as_ref().filter(|_| new) {
             let _: () = self.client.sadd(self.keys.band(band), session.id.as_str()).await?;
         }
         Ok(())
@@ -166,8 +170,10 @@ impl SessionStore for RedisStore {
             telemetry::redis_command("update", started.elapsed().as_secs_f64(), redis_ok);
             match attempt {
                 Ok(Some(applied)) => {
-                    self.cache().insert(session_id.to_owned(), applied.session.clone());
-                    self.announce(&applied.session).await;
+                    if applied.changed {
+                        self.cache().insert(session_id.to_owned(), applied.session.clone());
+                        self.announce(&applied.session).await;
+                    }
                     return Ok(applied);
                 }
                 Ok(None) => continue,

@@ -7,8 +7,8 @@ use fred::prelude::LuaInterface;
 
 use super::{RedisStore, scripts};
 use crate::{
-    core::{self, Command, CoreError, Millis},
-    store::Applied,
+    core::{Command, CoreError, Millis},
+    store::{Applied, apply_to_slot},
     telemetry,
 };
 
@@ -25,11 +25,12 @@ impl RedisStore {
     pub(super) fn apply_offline(&self, id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
         let mut cache = self.cache();
         let mut slot = cache.get(id).cloned();
-        let outcomes = core::apply(&mut slot, id, command, now)?;
-        let session = slot.ok_or(CoreError::Internal)?;
-        cache.insert(id.to_owned(), session.clone());
-        self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
-        Ok(Applied { outcomes, session })
+        let applied = apply_to_slot(&mut slot, id, command, now)?;
+        if applied.changed {
+            cache.insert(id.to_owned(), applied.session.clone());
+            self.dirty.lock().unwrap_or_else(|p| p.into_inner()).insert(id.to_owned());
+        }
+        Ok(applied)
     }
 
     pub(super) async fn back_online(&self) {
@@ -51,7 +52,8 @@ impl RedisStore {
                 self.client.eval(scripts::OVERWRITE, vec![self.keys.session(id)], vec![json]).await;
             match result.map(|_| ()) {
                 Ok(()) => {
-                    self.index(&session).await.ok();
+                    // Written back whole: the session may be new, so it is filed under its band too.
+                    self.index(&session, true).await.ok();
                     self.announce(&session).await;
                     written += 1;
                 }
