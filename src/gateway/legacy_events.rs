@@ -8,10 +8,7 @@ use crate::{
     clock::now_ms,
     config::LeaderPolicy,
     core::{Action, CoreError, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary, session::default_display_name},
-    protocol::{
-        legacy::{Reply, Request},
-        legacy_render,
-    },
+    protocol::{legacy::Request, legacy_render},
 };
 
 impl<A: Adapter> Worker<A> {
@@ -24,15 +21,8 @@ impl<A: Adapter> Worker<A> {
             Request::Leave { session_id } => {
                 self.execute(&session_id, Action::Leave(LeaveCause::Left), responder, |_, _| Value::Null).await;
             }
-            Request::Session { session_id, action, reply } => {
-                let action = self.apply_leader_policy(action);
-                let responder = match (&action, reply) {
-                    // `set_role` that became a request under the approval policy answers as one.
-                    (Action::RequestLead, Reply::None) => {
-                        Responder::legacy("request_leader", &json!({ "sessionId": session_id }))
-                    }
-                    _ => responder,
-                };
+            Request::Session { session_id, action } => {
+                let (action, responder) = self.apply_leader_policy(&session_id, action, responder);
                 self.execute(&session_id, action, responder, |_, _| Value::Null).await;
             }
             Request::SyncRequest { session_id } => match self.app.store.get(&session_id).await {
@@ -85,18 +75,24 @@ impl<A: Adapter> Worker<A> {
         let action = Action::Join { joiner, wants_lead: wants_lead && !approval_needed, creation };
         let joined = self.join(&session_id, action, responder, |_, _| Value::Null).await;
         if joined.is_some_and(|session| !session.is_leader(&self.socket_id)) && approval_needed {
-            let responder = Responder::legacy("request_leader", &json!({ "sessionId": session_id }));
+            let responder = request_leader_responder(&session_id);
             self.execute(&session_id, Action::RequestLead, responder, |_, _| Value::Null).await;
         }
     }
 
-    /// Under `LEADER_POLICY=approval`, taking the lead with `set_role` becomes a request.
-    fn apply_leader_policy(&self, action: Action) -> Action {
+    /// Under `LEADER_POLICY=approval`, taking the lead with `set_role` becomes a request, and is
+    /// answered as one (`request_leader_result`).
+    fn apply_leader_policy(&self, session_id: &str, action: Action, responder: Responder<A>) -> (Action, Responder<A>) {
         match action {
             Action::SetRole { wants_lead: true } if self.app.config.leader_policy == LeaderPolicy::Approval => {
-                Action::RequestLead
+                (Action::RequestLead, request_leader_responder(session_id))
             }
-            other => other,
+            other => (other, responder),
         }
     }
+}
+
+/// Answers a lead request made on the sender's behalf as `request_leader` itself is answered.
+fn request_leader_responder<A: Adapter>(session_id: &str) -> Responder<A> {
+    Responder::legacy("request_leader", &json!({ "sessionId": session_id }))
 }

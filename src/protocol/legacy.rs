@@ -23,7 +23,6 @@ pub enum Request {
     Session {
         session_id: String,
         action: Action,
-        reply: Reply,
     },
     SyncRequest {
         session_id: String,
@@ -40,13 +39,6 @@ pub enum Request {
     ConnectionQuality,
     /// A client reporting its own error: logged, nothing else.
     ClientError(Value),
-}
-
-/// Whether the sender also gets an `<event>_result` answer (the roles events).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reply {
-    None,
-    Result(&'static str),
 }
 
 /// Every event name this vocabulary knows.
@@ -100,10 +92,8 @@ pub fn parse(event: &str, payload: &Value, limits: Limits) -> Option<Result<Requ
 
 fn parse_fields(event: &str, f: &Fields<'_>) -> Result<Request, CoreError> {
     let limits = f.limits();
-    let session = |action: Action| -> Result<Request, CoreError> {
-        let reply = result_event(event).map_or(Reply::None, Reply::Result);
-        Ok(Request::Session { session_id: f.session_id()?, action, reply })
-    };
+    let session =
+        |action: Action| -> Result<Request, CoreError> { Ok(Request::Session { session_id: f.session_id()?, action }) };
     match event {
         "join_session" => Ok(Request::Join {
             session_id: f.session_id()?,
@@ -199,8 +189,9 @@ mod tests {
     }
 
     #[test]
-    fn roles_events_ask_for_a_result_reply() {
-        let request = parse_ok("request_leader", json!({"sessionId": "demo"}));
-        assert!(matches!(request, Request::Session { reply: Reply::Result("request_leader_result"), .. }));
+    fn roles_events_are_answered_with_their_result_event() {
+        assert_eq!(result_event("request_leader"), Some("request_leader_result"));
+        assert_eq!(result_event("approve_leader_request"), Some("approve_leader_request_result"));
+        assert_eq!(result_event("set_role"), None);
     }
 }
