@@ -4,7 +4,8 @@
 //! `position:seek` alone, and of a plain member change through `session:member_update` alone;
 //! every other state change also brings a `session:state_sync`.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::json;
 
 use super::{Emission, Scene, Target, payload};
 use crate::core::{Millis, Outcome, Vocabulary, timeline::Timeline};
@@ -104,23 +105,49 @@ fn beat_in_bar(beats: f64, beats_per_bar: u8) -> (i64, i64, f64) {
     (whole.rem_euclid(per_bar) + 1, whole.div_euclid(per_bar) + 1, beats - beats.floor())
 }
 
-/// `position:sync`, the enhanced position stream.
-pub fn position_sync(session_id: &str, timeline: &Timeline, beats_per_bar: u8, now: Millis) -> Value {
-    let (beat, bar, beat_progress) = beat_in_bar(timeline.beat_at(now), beats_per_bar);
-    json!({
-        "sessionId": session_id, "positionMs": timeline.position_at(now), "serverTime": now,
-        "beat": beat, "bar": bar, "beatProgress": beat_progress, "tempo": timeline.tempo_at(now),
-    })
+/// `position:sync`, the enhanced position stream. A typed payload, not a JSON tree: it is built
+/// 80 times a second per playing session and serialised straight into the packet.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PositionSync<'a> {
+    session_id: &'a str,
+    position_ms: f64,
+    server_time: Millis,
+    beat: i64,
+    bar: i64,
+    beat_progress: f64,
+    tempo: f64,
 }
 
-/// `metronome:beat` for beat count `beat`, with the server time it falls on.
-pub fn metronome_beat(session_id: &str, timeline: &Timeline, beats_per_bar: u8, beat: i64) -> Value {
+pub fn position_sync<'a>(session_id: &'a str, timeline: &Timeline, beats_per_bar: u8, now: Millis) -> PositionSync<'a> {
+    let (beat, bar, beat_progress) = beat_in_bar(timeline.beat_at(now), beats_per_bar);
+    PositionSync {
+        session_id,
+        position_ms: timeline.position_at(now),
+        server_time: now,
+        beat,
+        bar,
+        beat_progress,
+        tempo: timeline.tempo_at(now),
+    }
+}
+
+/// `metronome:beat`: one beat, with the server time it falls on.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetronomeBeat<'a> {
+    session_id: &'a str,
+    beat: i64,
+    bar: i64,
+    beat_time: f64,
+    tempo: f64,
+}
+
+/// `metronome:beat` for beat count `beat`.
+pub fn metronome_beat<'a>(session_id: &'a str, timeline: &Timeline, beats_per_bar: u8, beat: i64) -> MetronomeBeat<'a> {
     let (in_bar, bar, _) = beat_in_bar(beat as f64, beats_per_bar);
     let beat_time = timeline.time_of_beat(beat as f64).unwrap_or_default();
-    json!({
-        "sessionId": session_id, "beat": in_bar, "bar": bar, "beatTime": beat_time,
-        "tempo": timeline.tempo_at(beat_time.floor() as Millis),
-    })
+    MetronomeBeat { session_id, beat: in_bar, bar, beat_time, tempo: timeline.tempo_at(beat_time.floor() as Millis) }
 }
 
 #[cfg(test)]

@@ -181,8 +181,18 @@ pub fn sync_response(session: &Session, now: Millis) -> Value {
 }
 
 /// `scroll_tick`, the legacy position stream.
-pub fn scroll_tick(session_id: &str, position: f64, tempo: f64, now: Millis) -> Value {
-    json!({ "sessionId": session_id, "positionMs": payload::whole_ms(position), "tempoBpm": tempo, "serverTimestamp": now })
+pub fn scroll_tick(session_id: &str, position: f64, tempo: f64, now: Millis) -> ScrollTick<'_> {
+    ScrollTick { session_id, position_ms: payload::whole_ms(position), tempo_bpm: tempo, server_timestamp: now }
+}
+
+/// `scroll_tick`'s payload, typed so each tick is serialised once, straight into the packet.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScrollTick<'a> {
+    session_id: &'a str,
+    position_ms: i64,
+    tempo_bpm: f64,
+    server_timestamp: Millis,
 }
 
 /// `error {message, code}`.

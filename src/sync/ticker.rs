@@ -40,14 +40,15 @@ struct Playing {
 
 #[derive(Default)]
 pub struct Ticker {
-    playing: Mutex<HashMap<String, Playing>>,
+    /// Keyed by shared ids, so each tick lists the sessions without copying their names.
+    playing: Mutex<HashMap<Arc<str>, Playing>>,
     pub lag: LagStats,
     /// Wakes the scheduler, which sleeps while nothing plays.
     wake: tokio::sync::Notify,
 }
 
 impl Ticker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Playing>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Playing>> {
         self.playing.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -55,17 +56,17 @@ impl Ticker {
     pub fn track(&self, session: &Session) {
         let mut playing = self.lock();
         if !session.timeline.is_playing || session.members.is_empty() {
-            if playing.remove(&session.id).is_some() {
+            if playing.remove(session.id.as_str()).is_some() {
                 tracing::debug!(session = %session.id, "streams stopped");
             }
             return;
         }
-        if !playing.contains_key(&session.id) {
+        if !playing.contains_key(session.id.as_str()) {
             tracing::debug!(session = %session.id, starts = session.timeline.started_at(), "streams started");
             self.wake.notify_one();
         }
         let now = now_ms();
-        let previous = playing.get(&session.id);
+        let previous = playing.get(session.id.as_str());
         let last_beat = match previous {
             // Moving on (a tempo change, a seek): beats before now count as sent, and a beat
             // already sent is never repeated.
@@ -86,7 +87,7 @@ impl Ticker {
             last_beat,
             next_scroll_tick,
         };
-        playing.insert(session.id.clone(), entry);
+        playing.insert(Arc::from(session.id.as_str()), entry);
     }
 
     pub fn forget(&self, session_id: &str) {
@@ -101,6 +102,8 @@ impl Ticker {
     pub async fn run<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
         let period = Duration::from_secs_f64(app.config.sync_rate_ms / 1_000.0);
         let mut due = Instant::now() + period;
+        // Reused every tick: listing the playing sessions allocates nothing once it has grown.
+        let mut session_ids: Vec<Arc<str>> = Vec::new();
         loop {
             if app.ticker.playing_count() == 0 {
                 // Nothing plays: no wake-ups at all until something starts (a start that lands
@@ -112,12 +115,13 @@ impl Ticker {
             let lag = Instant::now().saturating_duration_since(due);
             app.ticker.lag.record(lag);
             telemetry::tick_lag(lag.as_secs_f64());
-            let session_ids: Vec<String> = app.ticker.lock().keys().cloned().collect();
-            for session_id in session_ids {
+            session_ids.clear();
+            session_ids.extend(app.ticker.lock().keys().cloned());
+            for session_id in &session_ids {
                 // A change in progress holds the lock: skip this volatile tick rather than let it
                 // overtake the `pause` or `stop` being announced.
-                let Ok(_guard) = app.locks.try_lock(&session_id) else { continue };
-                send_streams(&app, &io, &session_id).await;
+                let Ok(_guard) = app.locks.try_lock(session_id) else { continue };
+                send_streams(&app, &io, session_id).await;
             }
             due = next_due(due, period, Instant::now());
             if tracing::enabled!(tracing::Level::DEBUG) && app.ticker.lag.ticks().is_multiple_of(SUMMARY_EVERY_TICKS) {
