@@ -20,7 +20,7 @@ fn config(redis: &RedisServer) -> Config {
 
 fn join(by: &str, instance: &str, max_members: usize) -> Command {
     let joiner = Joiner {
-        display_name: by.into(),
+        display_name: Some(by.into()),
         vocabulary: Vocabulary::Legacy,
         instance: Some(instance.into()),
         ..Joiner::default()

@@ -28,7 +28,8 @@ pub enum LeaveCause {
 /// Who is joining: the member record to seat.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Joiner {
-    pub display_name: String,
+    /// The name to show; without one, `"User " + last 4 characters of the socket id`.
+    pub display_name: Option<String>,
     pub vocabulary: Vocabulary,
     pub user_id: Option<String>,
     pub instrument: Option<String>,

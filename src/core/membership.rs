@@ -3,6 +3,7 @@
 use super::{
     CoreError, LeadChange, LeaveCause, Member, Millis, Outcome, Role, Session,
     command::{Creation, Joiner, SessionSetup},
+    session::default_display_name,
 };
 
 /// Finds or creates the session a join is for, as `creation` allows.
@@ -54,7 +55,8 @@ pub(super) fn join(
     if session.is_full() {
         return Err(CoreError::SessionFull { max: session.max_members });
     }
-    let display_name = joiner.display_name.as_str();
+    let display_name = joiner.display_name.clone().unwrap_or_else(|| default_display_name(by));
+    let display_name = display_name.as_str();
     session.members.push(Member {
         socket_id: by.to_owned(),
         display_name: display_name.to_owned(),
@@ -149,7 +151,10 @@ pub(super) fn evict(session: &mut Session, sockets: &[String], reason: &str, now
 #[cfg(test)]
 mod tests {
     use crate::core::test_support::{join, join_at, run};
-    use crate::core::{Action, CoreError, LeadChange, LeaveCause, Outcome, Role, Session};
+    use crate::core::{
+        Action, Command, CoreError, Creation, Joiner, LeadChange, LeaveCause, Outcome, Role, Session, SessionSetup,
+        Vocabulary, apply,
+    };
 
     fn start() -> Action {
         Action::Start { tempo: None, time_signature: None, lead_ms: 0 }
@@ -189,6 +194,21 @@ mod tests {
         run(&mut slot, "alice", Action::Leave(LeaveCause::Left), 6).unwrap();
         join_at(&mut slot, "bob", "Bob", false, 7).unwrap();
         assert_eq!(slot.unwrap().message, "Bob is leading");
+    }
+
+    #[test]
+    fn a_joiner_without_a_name_is_named_after_its_socket() {
+        let mut slot = None;
+        let joiner = Joiner { vocabulary: Vocabulary::Enhanced, ..Joiner::default() };
+        let action = Action::Join {
+            joiner,
+            wants_lead: false,
+            creation: Creation::IfMissing(SessionSetup::with_max_members(8)),
+        };
+        apply(&mut slot, "demo", &Command { by: "abcd1234".into(), action }, 0).unwrap();
+        let session = slot.unwrap();
+        assert_eq!(session.member("abcd1234").unwrap().display_name, "User 1234");
+        assert_eq!(session.message, "User 1234 is leading");
     }
 
     #[test]

@@ -110,7 +110,7 @@ pub(crate) mod test_support {
         wants_lead: bool,
         now: Millis,
     ) -> Result<Vec<Outcome>, CoreError> {
-        let joiner = Joiner { display_name: name.into(), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
+        let joiner = Joiner { display_name: Some(name.into()), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
         let action =
             Action::Join { joiner, wants_lead, creation: Creation::IfMissing(SessionSetup::with_max_members(8)) };
         apply(slot, "demo", &Command { by: by.into(), action }, now)

@@ -8,9 +8,9 @@ use socketioxide::{adapter::Adapter, extract::SocketRef};
 use super::{respond::Responder, rooms, worker::Worker};
 use crate::{
     clock::{now_ms, precise_now_ms},
-    core::{Action, CoreError, Creation, Joiner, SessionSetup, Vocabulary, session::default_display_name},
+    core::{Action, CoreError, Creation, Joiner, SessionSetup},
     protocol::{
-        enhanced::{CreateRequest, Profile, Request},
+        enhanced::{CreateRequest, Request},
         payload,
     },
 };
@@ -18,9 +18,9 @@ use crate::{
 impl<A: Adapter> Worker<A> {
     pub(super) async fn handle_enhanced(&mut self, request: Request, responder: Responder<A>) {
         match request {
-            Request::Create { setup, profile } => self.create(setup, profile, responder).await,
-            Request::Join { session_id, profile, create } => {
-                self.join_enhanced(session_id, profile, create, responder).await
+            Request::Create { setup, joiner } => self.create(setup, joiner, responder).await,
+            Request::Join { session_id, joiner, create } => {
+                self.join_enhanced(session_id, joiner, create, responder).await
             }
             Request::Leave { session_id } => {
                 let action = Action::Leave(crate::core::LeaveCause::Left);
@@ -61,7 +61,7 @@ impl<A: Adapter> Worker<A> {
     }
 
     /// `session:create`: a fresh session under a new id, with the creator seated as leader.
-    async fn create(&mut self, request: CreateRequest, profile: Profile, responder: Responder<A>) {
+    async fn create(&mut self, request: CreateRequest, joiner: Joiner, responder: Responder<A>) {
         let max_allowed = self.app.config.max_session_members as usize;
         let max_members = request.max_members.unwrap_or(max_allowed);
         if max_members > max_allowed {
@@ -76,20 +76,20 @@ impl<A: Adapter> Worker<A> {
             tempo: request.tempo,
             time_signature: request.time_signature,
         };
-        let action = Action::Join { joiner: self.joiner(profile), wants_lead: true, creation: Creation::New(setup) };
+        let action = Action::Join { joiner: self.held_here(joiner), wants_lead: true, creation: Creation::New(setup) };
         let id = session_id.clone();
         let answer = move |session: &_, now| json!({ "sessionId": id, "session": payload::state_sync(session, now) });
         self.join(&session_id, action, responder, answer).await;
     }
 
     /// `session:join`: a missing session is an error unless `create` is set.
-    async fn join_enhanced(&mut self, session_id: String, profile: Profile, create: bool, responder: Responder<A>) {
+    async fn join_enhanced(&mut self, session_id: String, joiner: Joiner, create: bool, responder: Responder<A>) {
         let creation = if create {
             Creation::IfMissing(SessionSetup::with_max_members(self.app.config.max_session_members as usize))
         } else {
             Creation::MustExist
         };
-        let action = Action::Join { joiner: self.joiner(profile), wants_lead: false, creation };
+        let action = Action::Join { joiner: self.held_here(joiner), wants_lead: false, creation };
         let me = self.socket_id.clone();
         let answer = move |session: &crate::core::Session, now| {
             json!({
@@ -101,15 +101,9 @@ impl<A: Adapter> Worker<A> {
         self.join(&session_id, action, responder, answer).await;
     }
 
-    fn joiner(&self, profile: Profile) -> Joiner {
-        Joiner {
-            display_name: profile.display_name.unwrap_or_else(|| default_display_name(&self.socket_id)),
-            vocabulary: Vocabulary::Enhanced,
-            user_id: profile.user_id,
-            instrument: profile.instrument,
-            preferred_role: profile.preferred_role,
-            instance: Some(self.app.server_id.clone()),
-        }
+    /// The joiner, as held by this instance.
+    fn held_here(&self, joiner: Joiner) -> Joiner {
+        Joiner { instance: Some(self.app.server_id.clone()), ..joiner }
     }
 }
 

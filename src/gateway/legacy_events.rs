@@ -7,7 +7,7 @@ use super::{respond::Responder, worker::Worker};
 use crate::{
     clock::now_ms,
     config::LeaderPolicy,
-    core::{Action, CoreError, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary, session::default_display_name},
+    core::{Action, CoreError, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary},
     protocol::{legacy::Request, legacy_render},
 };
 
@@ -65,7 +65,7 @@ impl<A: Adapter> Worker<A> {
     ) {
         let approval_needed = wants_lead && self.app.config.leader_policy == LeaderPolicy::Approval;
         let joiner = Joiner {
-            display_name: display_name.unwrap_or_else(|| default_display_name(&self.socket_id)),
+            display_name,
             vocabulary: Vocabulary::Legacy,
             instance: Some(self.app.server_id.clone()),
             ..Joiner::default()

@@ -7,18 +7,18 @@
 use serde_json::Value;
 
 use super::{Limits, validate::Fields};
-use crate::core::{Action, CoreError, Role, TempoAnnouncement, TimeSignature};
+use crate::core::{Action, CoreError, Joiner, Role, TempoAnnouncement, TimeSignature, Vocabulary};
 
 /// A parsed enhanced event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     Create {
         setup: CreateRequest,
-        profile: Profile,
+        joiner: Joiner,
     },
     Join {
         session_id: String,
-        profile: Profile,
+        joiner: Joiner,
         create: bool,
     },
     Leave {
@@ -40,15 +40,6 @@ pub enum Request {
     },
     MetricsSubscribe,
     MetricsUnsubscribe,
-}
-
-/// What a joining client says about itself.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Profile {
-    pub user_id: Option<String>,
-    pub display_name: Option<String>,
-    pub instrument: Option<String>,
-    pub preferred_role: Option<Role>,
 }
 
 /// `session:create` settings, before the instance's limits are applied.
@@ -106,11 +97,11 @@ fn parse_fields(event: &str, f: &Fields<'_>) -> Result<Request, CoreError> {
                 time_signature: time_signature(f)?,
                 max_members: max_members(f)?,
             },
-            profile: profile(f)?,
+            joiner: joiner(f)?,
         }),
         "session:join" => Ok(Request::Join {
             session_id: f.session_id()?,
-            profile: profile(f)?,
+            joiner: joiner(f)?,
             create: f.optional_bool("create")?.unwrap_or(false),
         }),
         "session:leave" => Ok(Request::Leave { session_id: f.session_id()? }),
@@ -146,17 +137,20 @@ fn parse_fields(event: &str, f: &Fields<'_>) -> Result<Request, CoreError> {
     }
 }
 
-fn profile(f: &Fields<'_>) -> Result<Profile, CoreError> {
+/// What a joining client says about itself. The gateway adds the instance holding it.
+fn joiner(f: &Fields<'_>) -> Result<Joiner, CoreError> {
     let preferred_role = match f.role("preferredRole")? {
         Some(true) => Some(Role::Leader),
         Some(false) => Some(Role::Follower),
         None => None,
     };
-    Ok(Profile {
-        user_id: f.optional_name("userId")?,
+    Ok(Joiner {
         display_name: f.optional_name("displayName")?,
+        vocabulary: Vocabulary::Enhanced,
+        user_id: f.optional_name("userId")?,
         instrument: f.optional_name("instrument")?,
         preferred_role,
+        instance: None,
     })
 }
 

@@ -156,7 +156,7 @@ mod tests {
     use crate::core::{Action, Command, Creation, Joiner, Session, SessionSetup, TempoAnnouncement, apply};
 
     fn join(slot: &mut Option<Session>, by: &str, vocabulary: Vocabulary) -> Vec<Outcome> {
-        let joiner = Joiner { display_name: by.into(), vocabulary, ..Joiner::default() };
+        let joiner = Joiner { display_name: Some(by.into()), vocabulary, ..Joiner::default() };
         let creation = Creation::IfMissing(SessionSetup::with_max_members(8));
         let command = Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation } };
         apply(slot, "mix", &command, 0).unwrap()

@@ -206,7 +206,7 @@ mod tests {
     use crate::core::{Action, Command, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary, apply};
 
     fn join(by: &str) -> Command {
-        let joiner = Joiner { display_name: by.into(), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
+        let joiner = Joiner { display_name: Some(by.into()), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
         let creation = Creation::IfMissing(SessionSetup::with_max_members(8));
         Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation } }
     }
