@@ -7,7 +7,7 @@ use super::{respond::Responder, worker::Worker};
 use crate::{
     clock::now_ms,
     config::LeaderPolicy,
-    core::{Action, CoreError, Creation, Joiner, LeaveCause, SessionSetup, Vocabulary},
+    core::{Action, CoreError, Creation, Joiner, LeaveCause, Millis, Session, SessionSetup, Vocabulary},
     protocol::{legacy::Request, legacy_render},
 };
 
@@ -23,7 +23,12 @@ impl<A: Adapter> Worker<A> {
             }
             Request::Session { session_id, action } => {
                 let (action, responder) = self.apply_leader_policy(&session_id, action, responder);
-                self.execute(&session_id, action, responder, |_, _| Value::Null).await;
+                if action == Action::RequestLead {
+                    let answer = lead_request_answer(self.socket_id.clone());
+                    self.execute(&session_id, action, responder, answer).await;
+                } else {
+                    self.execute(&session_id, action, responder, |_, _| Value::Null).await;
+                }
             }
             Request::SyncRequest { session_id } => match self.app.store.get(&session_id).await {
                 Ok(Some(session)) => self.emit("sync_response", &legacy_render::sync_response(&session, now)),
@@ -76,7 +81,8 @@ impl<A: Adapter> Worker<A> {
         let joined = self.join(&session_id, action, responder, |_, _| Value::Null).await;
         if joined.is_some_and(|session| !session.is_leader(&self.socket_id)) && approval_needed {
             let responder = request_leader_responder(&session_id);
-            self.execute(&session_id, Action::RequestLead, responder, |_, _| Value::Null).await;
+            let answer = lead_request_answer(self.socket_id.clone());
+            self.execute(&session_id, Action::RequestLead, responder, answer).await;
         }
     }
 
@@ -95,4 +101,9 @@ impl<A: Adapter> Worker<A> {
 /// Answers a lead request made on the sender's behalf as `request_leader` itself is answered.
 fn request_leader_responder<A: Adapter>(session_id: &str) -> Responder<A> {
     Responder::legacy("request_leader", &json!({ "sessionId": session_id }))
+}
+
+/// `request_leader_result` adds `pending: true` while the leader has still to answer the request.
+fn lead_request_answer(requester: String) -> impl FnOnce(&Session, Millis) -> Value {
+    move |session, _| if session.is_leader(&requester) { Value::Null } else { json!({ "pending": true }) }
 }

@@ -219,10 +219,7 @@ impl<A: Adapter> Worker<A> {
         let scene = Scene { session: &applied.session, by: &self.socket_id, sender_vocabulary, now };
         let emissions = protocol::render(&applied.outcomes, &scene);
         let local_only = app.store.backend() == Backend::Disconnected;
-        let mut body = answer(&applied.session, now);
-        if applied.outcomes.iter().any(|o| matches!(o, Outcome::LeadRequested { .. })) {
-            body = json!({ "pending": true });
-        }
+        let body = answer(&applied.session, now);
         match responder {
             Some(responder) if responder.answers_first() => {
                 responder.succeed(&self.socket, body);
