@@ -106,6 +106,75 @@ pub struct Config {
           default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
     pub max_queued_events: u64,
 
+    /// Joins per second per socket (`join_session`, `session:create`, `session:join`); 0 = unlimited.
+    #[arg(long, env = "RATE_LIMIT_JOINS_PER_SEC", value_name = "RATE_LIMIT_JOINS_PER_SEC", default_value_t = 2)]
+    pub rate_limit_joins_per_sec: u32,
+
+    /// Tempo changes per second per socket (`set_tempo`, `tempo_change`, `tempo:change`); 0 = unlimited.
+    #[arg(long, env = "RATE_LIMIT_TEMPO_PER_SEC", value_name = "RATE_LIMIT_TEMPO_PER_SEC", default_value_t = 5)]
+    pub rate_limit_tempo_per_sec: u32,
+
+    /// Beat reports per second per socket (`beat_sync`); 0 = unlimited.
+    #[arg(long, env = "RATE_LIMIT_BEATS_PER_SEC", value_name = "RATE_LIMIT_BEATS_PER_SEC", default_value_t = 20)]
+    pub rate_limit_beats_per_sec: u32,
+
+    /// Position reports per second per socket (`position_sync`, `position:sync`); 0 = unlimited.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_POSITIONS_PER_SEC",
+        value_name = "RATE_LIMIT_POSITIONS_PER_SEC",
+        default_value_t = 50
+    )]
+    pub rate_limit_positions_per_sec: u32,
+
+    /// Chat lines and session messages per second per socket; 0 = unlimited.
+    #[arg(long, env = "RATE_LIMIT_CHAT_PER_SEC", value_name = "RATE_LIMIT_CHAT_PER_SEC", default_value_t = 5)]
+    pub rate_limit_chat_per_sec: u32,
+
+    /// Clock samples and probes per second per socket (`clock:sync`, latency probes, heartbeats);
+    /// the browser clock sends a burst of 32 on connect. 0 = unlimited.
+    #[arg(
+        long,
+        env = "RATE_LIMIT_CLOCK_SYNC_PER_SEC",
+        value_name = "RATE_LIMIT_CLOCK_SYNC_PER_SEC",
+        default_value_t = 64
+    )]
+    pub rate_limit_clock_sync_per_sec: u32,
+
+    /// Every other event per second per socket: playback and role control, queries, unknown events;
+    /// 0 = unlimited.
+    #[arg(long, env = "RATE_LIMIT_CONTROL_PER_SEC", value_name = "RATE_LIMIT_CONTROL_PER_SEC", default_value_t = 20)]
+    pub rate_limit_control_per_sec: u32,
+
+    /// A socket whose events keep being refused for this long (no pause of a second) is disconnected;
+    /// 0 = never.
+    #[arg(long, env = "RATE_LIMIT_DISCONNECT_AFTER_MS", value_name = "RATE_LIMIT_DISCONNECT_AFTER_MS",
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub rate_limit_disconnect_after_ms: u64,
+
+    /// Socket.IO connections this instance holds at once; 0 = unlimited.
+    #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: u32,
+
+    /// Socket.IO connections from one address at once; 0 = unlimited.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_IP", value_name = "MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
+    pub max_connections_per_ip: u32,
+
+    /// Sessions that may exist at once (across instances with Redis); 0 = unlimited.
+    #[arg(long, env = "MAX_SESSIONS", value_name = "MAX_SESSIONS", default_value_t = 0)]
+    pub max_sessions: u32,
+
+    /// Take a client's address from the first `X-Forwarded-For` entry (set only behind a proxy that
+    /// writes it, such as the bundled nginx): otherwise every client shares the proxy's address.
+    #[arg(long, env = "TRUST_PROXY", value_name = "TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub trust_proxy: bool,
+
+    /// A shared secret every client must give to connect (handshake `auth: {token}` or `?token=`);
+    /// unset: anyone may connect.
+    #[arg(long, env = "AUTH_TOKEN", value_name = "AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+
     /// Longest session id, display name or user name, in characters.
     #[arg(long, env = "MAX_NAME_LENGTH", value_name = "MAX_NAME_LENGTH",
           default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=10_000))]
@@ -216,7 +285,13 @@ impl Config {
 
     /// Settings left empty in a `.env` (`REDIS_HOST=`) mean unset, as they did for the Node server.
     fn without_empty_values(mut self) -> Self {
-        for value in [&mut self.server_id, &mut self.redis_url, &mut self.redis_host, &mut self.redis_password] {
+        for value in [
+            &mut self.server_id,
+            &mut self.redis_url,
+            &mut self.redis_host,
+            &mut self.redis_password,
+            &mut self.auth_token,
+        ] {
             if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *value = None;
             }
@@ -233,6 +308,7 @@ impl Config {
         config.redis_url = None;
         config.redis_host = None;
         config.redis_cluster_nodes = None;
+        config.auth_token = None;
         config
     }
 

@@ -8,17 +8,16 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::http::HeaderValue;
 use fred::clients::SubscriberClient;
 use socketioxide::{SocketIo, adapter::Adapter};
 use socketioxide_core::adapter::DefinedAdapter;
 use socketioxide_redis::{FredAdapter, RedisAdapterConfig, RedisAdapterCtr, drivers::fred::FredDriver};
 use tokio::{net::TcpListener, task::JoinHandle};
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::{
     config::Config,
-    gateway, http,
+    gateway::{self, throttle::RateLimits},
+    http,
     protocol::Limits,
     state::{AppState, ConnectionCounts},
     store::{
@@ -81,7 +80,7 @@ impl Server {
         if !config.redis_enabled() {
             let app = app_state(config, server_id, Arc::new(MemoryStore::new()));
             let (layer, io) = builder.build_layer();
-            let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
+            let router = http::cross_origin::protect(http::routes(app.clone()).layer(layer), &app.config);
             let ((), start_background, close_all) = wire(io, app.clone());
             return Ok(Self { listener, metrics_listener, router, app, start_background, close_all });
         }
@@ -90,7 +89,7 @@ impl Server {
         let (adapter, subscriber) = redis_adapter(&config).await?;
         let app = app_state(config, server_id, store);
         let (layer, io) = builder.with_adapter::<FredAdapter<_>>(adapter).build_layer();
-        let router = http::routes(app.clone()).layer(layer).layer(cors(&app.config));
+        let router = http::cross_origin::protect(http::routes(app.clone()).layer(layer), &app.config);
         let (init, start_background, close_all) = wire(io.clone(), app.clone());
         tokio::time::timeout(redis::CONNECT_TIMEOUT, init)
             .await
@@ -120,7 +119,7 @@ impl Server {
         let mut background = start_background();
         if let Some(metrics_listener) = metrics_listener {
             tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
-            let metrics = http::metrics_routes().with_state(app.clone());
+            let metrics = http::cross_origin::protect(http::metrics_routes().with_state(app.clone()), &app.config);
             background.push(tokio::spawn(async move {
                 if let Err(err) = axum::serve(metrics_listener, metrics).await {
                     tracing::error!(%err, "metrics listener failed");
@@ -139,7 +138,9 @@ impl Server {
                 closed_tx.send(()).ok();
             }
         };
-        let server = axum::serve(listener, router).with_graceful_shutdown(drain);
+        // The peer address reaches the connect middleware for MAX_CONNECTIONS_PER_IP.
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(listener, service).with_graceful_shutdown(drain);
         let serving = tokio::spawn(async move { server.await });
         // Long-polling requests and upgraded websockets may outlive the close; give them a bounded grace.
         closed_rx.await.ok();
@@ -171,22 +172,13 @@ fn wire<A: Adapter + DefinedAdapter>(io: SocketIo<A>, app: Arc<AppState>) -> (A:
     (init, start_background, close_all)
 }
 
-fn cors(config: &Config) -> CorsLayer {
-    let layer = CorsLayer::new().allow_methods(Any).allow_headers(Any);
-    match config.cors_origins() {
-        None => layer.allow_origin(Any),
-        Some(origins) => {
-            let values = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok());
-            layer.allow_origin(AllowOrigin::list(values))
-        }
-    }
-}
-
 fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) -> Arc<AppState> {
     telemetry::handle();
     telemetry::build_info(&server_id);
     Arc::new(AppState {
         limits: Limits { max_name: config.max_name_length as usize, max_message: config.max_message_length as usize },
+        rate_limits: RateLimits::from_config(&config),
+        admission: Default::default(),
         server_id,
         store,
         locks: Default::default(),

@@ -9,7 +9,12 @@ use std::{
 };
 
 use crate::{
-    config::Config, gateway::locks::SessionLocks, protocol::Limits, stats::SyncStats, store::SessionStore, sync::Ticker,
+    config::Config,
+    gateway::{admission::Admission, locks::SessionLocks, throttle::RateLimits},
+    protocol::Limits,
+    stats::SyncStats,
+    store::SessionStore,
+    sync::Ticker,
 };
 
 /// The shared parts of one server instance.
@@ -22,6 +27,8 @@ pub struct AppState {
     pub connections: ConnectionCounts,
     pub sync_stats: SyncStats,
     pub limits: Limits,
+    pub rate_limits: RateLimits,
+    pub admission: Arc<Admission>,
     pub started_at: Instant,
     /// Set once shutdown begins: readiness fails and new work is refused.
     pub draining: AtomicBool,

@@ -57,7 +57,16 @@ fn describe() {
         Unit::Count,
         "Events sent (one per broadcast or send), by event name"
     );
-    describe_counter!("bandsync_rate_limited_total", Unit::Count, "Events dropped because a socket's queue was full");
+    describe_counter!(
+        "bandsync_connections_refused_total",
+        Unit::Count,
+        "Socket.IO connections refused at connect (bad token or a connection cap), by reason"
+    );
+    describe_counter!(
+        "bandsync_rate_limited_total",
+        Unit::Count,
+        "Events dropped by a socket's rate limits (by event class) or its full queue (class \"queue\")"
+    );
     describe_histogram!("bandsync_tick_lag_seconds", Unit::Seconds, "How late the sync engine's ticks ran");
     describe_histogram!(
         "bandsync_clock_sync_rtt_seconds",
@@ -98,8 +107,14 @@ pub fn event_emitted(event: &'static str) {
     counter!("bandsync_events_emitted_total", "event" => event).increment(1);
 }
 
-pub fn rate_limited() {
-    counter!("bandsync_rate_limited_total").increment(1);
+/// A Socket.IO connection refused at connect, by reason.
+pub fn connection_refused(reason: &'static str) {
+    counter!("bandsync_connections_refused_total", "reason" => reason).increment(1);
+}
+
+/// An event dropped; `class` is its rate-limit class, or `queue` when the socket's queue was full.
+pub fn rate_limited(class: &'static str) {
+    counter!("bandsync_rate_limited_total", "class" => class).increment(1);
 }
 
 pub fn member_seated(delta: f64) {

@@ -169,3 +169,12 @@ export async function httpGet(url) {
   }
   return { status: res.status, headers: res.headers, body, text };
 }
+
+/**
+ * Server env without per-socket rate limits, for files whose tests send bursts from one socket to
+ * test something else (the order of 2,000 events, dozens of refusals in a row). The limits
+ * themselves are tested in limits.test.mjs and hostile.test.mjs, under the defaults.
+ */
+export const NO_RATE_LIMITS = Object.fromEntries(
+  ["JOINS", "TEMPO", "BEATS", "POSITIONS", "CHAT", "CLOCK_SYNC", "CONTROL"].map((c) => [`RATE_LIMIT_${c}_PER_SEC`, "0"]),
+);

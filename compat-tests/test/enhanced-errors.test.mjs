@@ -4,6 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServer } from "../lib/setup.mjs";
+import { NO_RATE_LIMITS } from "../lib/server.mjs";
 import { connect, sid, mark, join, sleep, waitFor } from "../lib/client.mjs";
 import {
   ackOk,
@@ -16,7 +17,7 @@ import {
   currentState,
 } from "../lib/enhanced.mjs";
 
-const server = useServer({ LEGACY_PING_INTERVAL_MS: "0" });
+const server = useServer({ LEGACY_PING_INTERVAL_MS: "0", ...NO_RATE_LIMITS });
 
 // [label, who ("L" leader, "F" follower, "X" outsider), event, payload(S, ids), code]
 const CASES = [

@@ -3,6 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServer } from "../lib/setup.mjs";
+import { NO_RATE_LIMITS } from "../lib/server.mjs";
 import { connect, connectMany, sid, mark, sleep, waitFor, join, events } from "../lib/client.mjs";
 import {
   ack,
@@ -17,7 +18,7 @@ import {
 } from "../lib/enhanced.mjs";
 import { assertSessionState, assertEnhancedMember, assertTimestamp } from "../lib/shapes.mjs";
 
-const server = useServer({ LEGACY_PING_INTERVAL_MS: "0" });
+const server = useServer({ LEGACY_PING_INTERVAL_MS: "0", ...NO_RATE_LIMITS });
 
 test("auth:handshake on connect: serverId, serverVersion, protocols, features, limits, serverTime (every client version)", async () => {
   for (const [version, transport] of [

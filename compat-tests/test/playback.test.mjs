@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServer } from "../lib/setup.mjs";
+import { NO_RATE_LIMITS } from "../lib/server.mjs";
 import {
   connect,
   sid,
@@ -20,7 +21,7 @@ import {
 } from "../lib/client.mjs";
 import { assertSnapshot, assertTimestamp, stateView } from "../lib/shapes.mjs";
 
-const server = useServer();
+const server = useServer(NO_RATE_LIMITS);
 
 /** Leader emits `event`, every member gets snapshot then `event`; returns [{snapshot, ev}] per member. */
 async function leaderDoes(b, event, payload, timeoutMs = 2000) {

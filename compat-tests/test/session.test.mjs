@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServer } from "../lib/setup.mjs";
+import { NO_RATE_LIMITS } from "../lib/server.mjs";
 import {
   connect,
   connectMany,
@@ -20,7 +21,7 @@ import {
 } from "../lib/client.mjs";
 import { assertSnapshot, assertRoomStats, assertMember } from "../lib/shapes.mjs";
 
-const server = useServer();
+const server = useServer(NO_RATE_LIMITS);
 
 test("first join: snapshot, then room_stats, then user_joined; first member leads", async () => {
   const a = await connect(server.url);

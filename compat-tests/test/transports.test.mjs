@@ -3,10 +3,11 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServer } from "../lib/setup.mjs";
+import { NO_RATE_LIMITS } from "../lib/server.mjs";
 import { connect, sid, mark, sleep, waitFor, waitForEntry, join, syncState } from "../lib/client.mjs";
 import { assertSnapshot, assertRoomStats } from "../lib/shapes.mjs";
 
-const server = useServer();
+const server = useServer(NO_RATE_LIMITS);
 
 async function waitUpgrade(socket, timeoutMs = 3000) {
   const engine = socket.io.engine;

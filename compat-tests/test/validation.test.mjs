@@ -4,6 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { httpGet } from "../lib/server.mjs";
 import { useServer } from "../lib/setup.mjs";
+import { NO_RATE_LIMITS } from "../lib/server.mjs";
 import {
   connect,
   sid,
@@ -24,7 +25,7 @@ const long = (n) => "x".repeat(n);
 let L, F, O, X; // leader, follower, observer (members); X never joins
 let Y; // leads another session T, which the others are not in
 const T = sid("other");
-const server = useServer({}, async () => {
+const server = useServer(NO_RATE_LIMITS, async () => {
   [L, F, O, X, Y] = await Promise.all([0, 1, 2, 3, 4].map(() => connect(server.url)));
   await join(Y, T);
 });

@@ -3,7 +3,10 @@
 //! Every field is already validated: protocol adapters parse payloads into these types, so the
 //! core only decides whether the request is allowed in the session's current state.
 
-use super::session::{Role, TimeSignature, Vocabulary};
+use super::{
+    passcode::Passcode,
+    session::{Role, TimeSignature, Vocabulary},
+};
 
 /// Which tempo announcement legacy members get besides the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +39,8 @@ pub struct Joiner {
     pub preferred_role: Option<Role>,
     /// The server instance holding the joiner's connection.
     pub instance: Option<String>,
+    /// The passcode offered: required by a locked session, and locks a session the join creates.
+    pub passcode: Option<Passcode>,
 }
 
 /// The settings of a session a join creates.
@@ -63,6 +68,8 @@ pub enum Creation {
     MustExist,
     /// `session:create`, under a fresh id.
     New(SessionSetup),
+    /// The instance holds `MAX_SESSIONS` sessions: an existing session may be joined, none created.
+    AtCapacity { max_sessions: usize },
 }
 
 /// A request to change a session, made by the socket `by`.

@@ -16,6 +16,11 @@ pub enum CoreError {
     NotLeader,
     #[error("Too many events; slow down")]
     RateLimited,
+    /// A locked session, and no passcode or a wrong one.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("The server is at its limit of {max} sessions")]
+    TooManySessions { max: usize },
     #[error("Internal error")]
     Internal,
 }
@@ -30,6 +35,8 @@ impl CoreError {
             CoreError::NotAMember => "NOT_A_MEMBER",
             CoreError::NotLeader => "NOT_LEADER",
             CoreError::RateLimited => "RATE_LIMITED",
+            CoreError::Unauthorized(_) => "UNAUTHORIZED",
+            CoreError::TooManySessions { .. } => "SERVER_FULL",
             CoreError::Internal => "INTERNAL",
         }
     }

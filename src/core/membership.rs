@@ -11,6 +11,7 @@ pub(super) fn session_for_join<'a>(
     slot: &'a mut Option<Session>,
     session_id: &str,
     by: &str,
+    joiner: &Joiner,
     creation: &Creation,
     now: Millis,
 ) -> Result<&'a mut Session, CoreError> {
@@ -18,12 +19,17 @@ pub(super) fn session_for_join<'a>(
         // A fresh id that is already taken: the id generator failed us.
         (Creation::New(_), true) => return Err(CoreError::Internal),
         (Creation::MustExist, false) => return Err(CoreError::SessionNotFound),
+        (Creation::AtCapacity { max_sessions }, false) => {
+            return Err(CoreError::TooManySessions { max: *max_sessions });
+        }
         (Creation::New(setup) | Creation::IfMissing(setup), false) => Some(setup),
         (_, true) => None,
     };
     if let Some(setup) = setup {
         let creator = matches!(creation, Creation::New(_)).then_some(by);
-        *slot = Some(new_session(session_id, setup, creator, now));
+        let mut session = new_session(session_id, setup, creator, now);
+        session.passcode_digest = joiner.passcode.as_ref().map(|p| p.digest(session_id));
+        *slot = Some(session);
     }
     Ok(slot.as_mut().expect("found or created"))
 }
@@ -51,6 +57,15 @@ pub(super) fn join(
 ) -> Result<Vec<Outcome>, CoreError> {
     if session.member(by).is_some() {
         return Ok(vec![Outcome::SnapshotToSender]);
+    }
+    if let Some(stored) = &session.passcode_digest {
+        match &joiner.passcode {
+            None => return Err(CoreError::Unauthorized("This session needs a passcode")),
+            Some(offered) if !offered.unlocks(&session.id, stored) => {
+                return Err(CoreError::Unauthorized("Wrong passcode"));
+            }
+            Some(_) => {}
+        }
     }
     if session.is_full() {
         return Err(CoreError::SessionFull { max: session.max_members });
@@ -152,8 +167,8 @@ pub(super) fn evict(session: &mut Session, sockets: &[String], reason: &str, now
 mod tests {
     use crate::core::test_support::{join, join_at, run};
     use crate::core::{
-        Action, Command, CoreError, Creation, Joiner, LeadChange, LeaveCause, Outcome, Role, Session, SessionSetup,
-        Vocabulary, apply,
+        Action, Command, CoreError, Creation, Joiner, LeadChange, LeaveCause, Outcome, Passcode, Role, Session,
+        SessionSetup, Vocabulary, apply,
     };
 
     fn start() -> Action {
@@ -209,6 +224,48 @@ mod tests {
         let session = slot.unwrap();
         assert_eq!(session.member("abcd1234").unwrap().display_name, "User 1234");
         assert_eq!(session.message, "User 1234 is leading");
+    }
+
+    fn join_with(
+        slot: &mut Option<Session>,
+        by: &str,
+        passcode: Option<&str>,
+        creation: Creation,
+    ) -> Result<(), CoreError> {
+        let joiner = Joiner { passcode: passcode.map(Passcode::new), ..Joiner::default() };
+        let action = Action::Join { joiner, wants_lead: false, creation };
+        apply(slot, "demo", &Command { by: by.into(), action }, 0).map(|_| ())
+    }
+
+    #[test]
+    fn a_session_created_with_a_passcode_admits_only_joiners_who_give_it() {
+        let if_missing = || Creation::IfMissing(SessionSetup::with_max_members(8));
+        let mut slot = None;
+        join_with(&mut slot, "alice", Some("violet"), if_missing()).unwrap();
+        let before = slot.clone();
+        assert_eq!(
+            join_with(&mut slot, "bob", None, if_missing()),
+            Err(CoreError::Unauthorized("This session needs a passcode"))
+        );
+        assert_eq!(
+            join_with(&mut slot, "bob", Some("Violet"), Creation::MustExist),
+            Err(CoreError::Unauthorized("Wrong passcode"))
+        );
+        assert_eq!(slot, before, "a refused join changes nothing");
+        join_with(&mut slot, "bob", Some("violet"), Creation::MustExist).unwrap();
+        join_with(&mut slot, "bob", None, Creation::MustExist).expect("a seated member re-joining needs nothing");
+        assert_eq!(slot.unwrap().members.len(), 2);
+    }
+
+    #[test]
+    fn at_capacity_a_join_may_seat_but_not_create() {
+        let mut slot = None;
+        let at_capacity = || Creation::AtCapacity { max_sessions: 3 };
+        assert_eq!(join_with(&mut slot, "alice", None, at_capacity()), Err(CoreError::TooManySessions { max: 3 }));
+        assert!(slot.is_none());
+        join_with(&mut slot, "alice", None, Creation::IfMissing(SessionSetup::with_max_members(8))).unwrap();
+        join_with(&mut slot, "bob", None, at_capacity()).unwrap();
+        assert_eq!(slot.unwrap().members.len(), 2);
     }
 
     #[test]

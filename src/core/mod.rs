@@ -9,6 +9,7 @@ pub mod error;
 mod leadership;
 mod membership;
 pub mod outcome;
+pub mod passcode;
 mod playback;
 pub mod seat;
 pub mod session;
@@ -17,6 +18,7 @@ pub mod timeline;
 pub use command::{Action, Command, Creation, Joiner, LeaveCause, SessionSetup, TempoAnnouncement};
 pub use error::CoreError;
 pub use outcome::{LeadChange, Outcome};
+pub use passcode::Passcode;
 pub use session::{Member, Role, Session, TimeSignature, Vocabulary};
 
 /// Milliseconds since the Unix epoch.
@@ -35,7 +37,7 @@ pub fn apply(
     let mut draft = slot.clone();
     let outcomes = match &command.action {
         Action::Join { joiner, wants_lead, creation } => {
-            let session = membership::session_for_join(&mut draft, session_id, &command.by, creation, now)?;
+            let session = membership::session_for_join(&mut draft, session_id, &command.by, joiner, creation, now)?;
             membership::join(session, &command.by, joiner, *wants_lead, now)?
         }
         Action::Evict { sockets, reason } => {

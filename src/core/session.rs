@@ -134,6 +134,9 @@ pub struct Session {
     /// The socket that created the session with `session:create`.
     #[serde(default)]
     pub creator_id: Option<String>,
+    /// Digest of the passcode joiners must give; `None` for an open session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passcode_digest: Option<String>,
 }
 
 impl Session {
@@ -153,6 +156,7 @@ impl Session {
             session_name: None,
             time_signature: TimeSignature::default(),
             creator_id: None,
+            passcode_digest: None,
         }
     }
 

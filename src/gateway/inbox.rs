@@ -7,7 +7,7 @@
 
 use std::{convert::Infallible, sync::Arc};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, TryData},
@@ -16,8 +16,12 @@ use socketioxide::{
 };
 use tokio::sync::mpsc;
 
-use super::{enhanced_events::answer_clock_sync, respond::Responder};
-use crate::{clock::precise_now_ms, telemetry};
+use super::{
+    enhanced_events::answer_clock_sync,
+    respond::Responder,
+    throttle::{EventClass, Throttle, Verdict},
+};
+use crate::{clock::precise_now_ms, core::CoreError, protocol::enhanced, telemetry};
 
 /// Something for a socket's worker to do, in arrival order.
 pub enum Inbound<A: Adapter> {
@@ -30,12 +34,15 @@ pub enum Inbound<A: Adapter> {
     Disconnected(&'static str),
 }
 
-/// The sending half of a socket's queue, kept in the socket's extensions.
-pub struct Inbox<A: Adapter>(pub mpsc::Sender<Inbound<A>>);
+/// The sending half of a socket's queue and its rate limits, kept in the socket's extensions.
+pub struct Inbox<A: Adapter> {
+    pub queue: mpsc::Sender<Inbound<A>>,
+    pub throttle: Arc<Throttle>,
+}
 
 impl<A: Adapter> Clone for Inbox<A> {
     fn clone(&self) -> Self {
-        Self(self.0.clone())
+        Self { queue: self.queue.clone(), throttle: self.throttle.clone() }
     }
 }
 
@@ -50,11 +57,17 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
         value: &mut socketioxide_core::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        let Some(Inbox(queue)) = socket.extensions.get::<Inbox<A>>() else {
+        let Some(Inbox { queue, throttle }) = socket.extensions.get::<Inbox<A>>() else {
             return Ok(Queued);
         };
         let received_at = precise_now_ms();
         let name = Event::from_message_parts(socket, value, ack_id).map(|e| e.0).unwrap_or_default();
+        let class = EventClass::of(&name);
+        if let Verdict::Refused { notify, disconnect } = throttle.check(class) {
+            let ack = ack_id.map(|_| AckSender::from_message_parts(socket, value, ack_id).expect("infallible"));
+            refuse_flood(socket, &name, class, ack, notify, disconnect);
+            return Ok(Queued);
+        }
         // A missing or undecodable argument becomes null, which validation refuses clearly.
         let TryData(data) =
             TryData::<Value>::from_message_parts(socket, value, ack_id).unwrap_or(TryData(Ok(Value::Null)));
@@ -76,11 +89,45 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
         let event = Inbound::Event { name, data, ack };
         if let Err(mpsc::error::TrySendError::Full(Inbound::Event { name, .. })) = queue.try_send(event) {
             tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&name), "event queue full; event dropped");
-            telemetry::rate_limited();
+            telemetry::rate_limited("queue");
             let refusal = serde_json::json!({ "message": "Too many events queued; slow down", "code": "RATE_LIMITED" });
             socket.emit("error", &refusal).ok();
         }
         Ok(Queued)
+    }
+}
+
+/// Drops an event over its socket's limit. An acknowledgement the client waits for is always
+/// answered; otherwise the sender is told at most once a second, in the vocabulary of the event.
+fn refuse_flood<A: Adapter>(
+    socket: &Arc<Socket<A>>,
+    name: &str,
+    class: EventClass,
+    ack: Option<AckSender<A>>,
+    notify: bool,
+    disconnect: bool,
+) {
+    telemetry::rate_limited(class.as_str());
+    let err = CoreError::RateLimited;
+    let message = format!("Too many {} events; slow down", class.as_str());
+    if let Some(ack) = ack {
+        ack.send(&json!({ "ok": false, "error": { "code": err.code(), "message": message } })).ok();
+    } else if notify {
+        let refusal = if enhanced::EVENTS.contains(&name) {
+            ("error:session", json!({ "code": err.code(), "message": message, "event": name }))
+        } else {
+            ("error", json!({ "code": err.code(), "message": message }))
+        };
+        socket.emit(refusal.0, &refusal.1).ok();
+    }
+    if notify {
+        tracing::warn!(socket = %socket.id, class = class.as_str(), event = %telemetry::event_label(name), "rate limited");
+    }
+    if disconnect {
+        tracing::warn!(socket = %socket.id, class = class.as_str(), "disconnected: kept flooding past its rate limits");
+        let socket = socket.clone();
+        // Disconnecting runs the socket's disconnect handlers: not from inside packet decoding.
+        tokio::spawn(async move { socket.disconnect().ok() });
     }
 }
 

@@ -15,8 +15,9 @@ impl<A: Adapter> Worker<A> {
     pub(super) async fn handle_legacy(&mut self, request: Request, responder: Responder<A>) {
         let now = now_ms();
         match request {
-            Request::Join { session_id, display_name, wants_lead } => {
-                self.join_legacy(session_id, display_name, wants_lead, responder).await
+            Request::Join { session_id, display_name, wants_lead, passcode } => {
+                let joiner = Joiner { display_name, passcode, vocabulary: Vocabulary::Legacy, ..Joiner::default() };
+                self.join_legacy(session_id, joiner, wants_lead, responder).await
             }
             Request::Leave { session_id } => {
                 self.execute(&session_id, Action::Leave(LeaveCause::Left), responder, |_, _| Value::Null).await;
@@ -61,20 +62,9 @@ impl<A: Adapter> Worker<A> {
     }
 
     /// `join_session`: leaves the current session first when it is another one.
-    async fn join_legacy(
-        &mut self,
-        session_id: String,
-        display_name: Option<String>,
-        wants_lead: bool,
-        responder: Responder<A>,
-    ) {
+    async fn join_legacy(&mut self, session_id: String, joiner: Joiner, wants_lead: bool, responder: Responder<A>) {
         let approval_needed = wants_lead && self.app.config.leader_policy == LeaderPolicy::Approval;
-        let joiner = Joiner {
-            display_name,
-            vocabulary: Vocabulary::Legacy,
-            instance: Some(self.app.server_id.clone()),
-            ..Joiner::default()
-        };
+        let joiner = Joiner { instance: Some(self.app.server_id.clone()), ..joiner };
         let creation =
             Creation::IfMissing(SessionSetup::with_max_members(self.app.config.max_session_members as usize));
         let action = Action::Join { joiner, wants_lead: wants_lead && !approval_needed, creation };

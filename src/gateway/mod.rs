@@ -4,6 +4,7 @@
 //! its events strictly in arrival order. Set-up happens in a connect middleware, which runs
 //! before the client is told it is connected, so no early event can slip past the queue.
 
+pub mod admission;
 pub mod deliver;
 mod enhanced_events;
 pub mod inbox;
@@ -13,27 +14,38 @@ pub mod quality;
 pub mod respond;
 pub mod rooms;
 pub mod server_changes;
+pub mod throttle;
 mod worker;
 
-use std::{convert::Infallible, sync::Arc};
+use std::sync::Arc;
 
-use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef, handler::ConnectHandler, socket::DisconnectReason};
+use socketioxide::{
+    SocketIo,
+    adapter::Adapter,
+    extract::{SocketRef, TryData},
+    handler::ConnectHandler,
+    socket::DisconnectReason,
+};
 use socketioxide_core::adapter::DefinedAdapter;
 use tokio::sync::mpsc;
 
 use crate::{clock, state::AppState, telemetry};
 
+use admission::{AdmissionTicket, Refusal};
 use inbox::{Inbound, Inbox};
+use throttle::Throttle;
 
 /// Registers the namespace `/` on `io`; with a distributed adapter, the result is its start-up.
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: Arc<AppState>) -> A::InitRes {
     let setup = {
         let (app, io) = (app.clone(), io.clone());
-        move |socket: SocketRef<A>| {
+        move |socket: SocketRef<A>, TryData(auth): TryData<serde_json::Value>| {
             let (app, io) = (app.clone(), io.clone());
             async move {
+                let ticket = admit(&socket, &app, &auth.unwrap_or_default())?;
+                socket.extensions.insert(ticket);
                 set_up(socket, io, app);
-                Ok::<(), Infallible>(())
+                Ok::<(), Refusal>(())
             }
         }
     };
@@ -44,9 +56,27 @@ pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: Arc<AppState
     io.ns("/", connected.with(setup))
 }
 
+/// Checks the token and the connection caps; a refusal becomes the client's `connect_error`.
+fn admit<A: Adapter>(
+    socket: &SocketRef<A>,
+    app: &AppState,
+    auth: &serde_json::Value,
+) -> Result<Arc<AdmissionTicket>, Refusal> {
+    let request = socket.req_parts();
+    let address = admission::client_address(request, app.config.trust_proxy);
+    let admitted =
+        admission::check_token(&app.config, request, auth).and_then(|()| app.admission.admit(&app.config, address));
+    if let Err(refusal) = &admitted {
+        let address = address.map(|a| a.to_string()).unwrap_or_default();
+        tracing::warn!(socket = %socket.id, %address, reason = %refusal, "connection refused");
+        telemetry::connection_refused(refusal.label());
+    }
+    admitted
+}
+
 fn set_up<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppState>) {
     let (queue, events) = mpsc::channel(app.config.max_queued_events as usize);
-    socket.extensions.insert(Inbox(queue));
+    socket.extensions.insert(Inbox { queue, throttle: Arc::new(Throttle::new(&app.rate_limits)) });
     socket.join(rooms::socket(&socket.id.to_string()));
     socket.on_fallback(inbox::on_any_event);
     socket.on_disconnect(on_disconnect::<A>);
@@ -83,7 +113,7 @@ fn handshake(app: &AppState) -> serde_json::Value {
 
 async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReason) {
     tracing::info!(socket = %socket.id, reason = %reason, "disconnected");
-    if let Some(Inbox(queue)) = socket.extensions.get::<Inbox<A>>() {
+    if let Some(Inbox { queue, .. }) = socket.extensions.get::<Inbox<A>>() {
         // Queued behind the socket's last events, so they are all handled before it leaves.
         queue.send(Inbound::Disconnected(reason_text(reason))).await.ok();
     }

@@ -19,7 +19,7 @@ use super::{deliver::deliver, inbox::Inbound, quality::Quality, respond::Respond
 use crate::{
     clock::now_ms,
     core::{
-        Action, Command, CoreError, LeaveCause, Millis, Outcome, Session, Vocabulary,
+        Action, Command, CoreError, Creation, LeaveCause, Millis, Outcome, Session, Vocabulary,
         seat::{SeatChange, plan_join},
     },
     protocol::{self, Scene, enhanced, legacy},
@@ -132,6 +132,13 @@ impl<A: Adapter> Worker<A> {
         answer: impl FnOnce(&Session, Millis) -> Value,
     ) -> Option<Session> {
         let change = plan_join(self.seat.as_ref().map(|s| s.session_id.as_str()), session_id);
+        let join = match self.within_session_limit(join).await {
+            Ok(join) => join,
+            Err(err) => {
+                self.refuse(responder, &err);
+                return None;
+            }
+        };
         let session = self.execute(session_id, join, responder, answer).await?;
         if let SeatChange::Move { leave } = change {
             // A failure only means there was nothing left to leave.
@@ -139,6 +146,23 @@ impl<A: Adapter> Worker<A> {
             self.apply_and_announce(&leave, command, None, |_, _| Value::Null).await.ok();
         }
         Some(session)
+    }
+
+    /// With `MAX_SESSIONS` reached, a join may still seat the sender in an existing session but
+    /// create none. The count is read before the join, so instances creating sessions at the same
+    /// moment may overshoot the limit by those few.
+    async fn within_session_limit(&self, join: Action) -> Result<Action, CoreError> {
+        let max_sessions = self.app.config.max_sessions as usize;
+        let Action::Join { joiner, wants_lead, creation } = join else { return Ok(join) };
+        let creates = matches!(creation, Creation::IfMissing(_) | Creation::New(_));
+        if max_sessions == 0 || !creates || self.app.store.count().await.unwrap_or(0) < max_sessions {
+            return Ok(Action::Join { joiner, wants_lead, creation });
+        }
+        tracing::warn!(socket = %self.socket_id, max_sessions, "session limit reached; no new session");
+        match creation {
+            Creation::New(_) => Err(CoreError::TooManySessions { max: max_sessions }),
+            _ => Ok(Action::Join { joiner, wants_lead, creation: Creation::AtCapacity { max_sessions } }),
+        }
     }
 
     /// Applies `action` to `session_id`, answers the sender through `responder` (with

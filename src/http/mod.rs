@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::{clock::now_ms, state::AppState, store::Backend, telemetry};
 
 mod api;
+pub mod cross_origin;
 mod demo;
 
 pub fn routes(app: Arc<AppState>) -> Router {

@@ -151,6 +151,7 @@ fn joiner(f: &Fields<'_>) -> Result<Joiner, CoreError> {
         instrument: f.optional_name("instrument")?,
         preferred_role,
         instance: None,
+        passcode: f.passcode()?,
     })
 }
 

@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::{Limits, validate::Fields};
-use crate::core::{Action, CoreError, TempoAnnouncement};
+use crate::core::{Action, CoreError, Passcode, TempoAnnouncement};
 
 /// A parsed legacy event.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,6 +15,7 @@ pub enum Request {
         session_id: String,
         display_name: Option<String>,
         wants_lead: bool,
+        passcode: Option<Passcode>,
     },
     Leave {
         session_id: String,
@@ -99,6 +100,7 @@ fn parse_fields(event: &str, f: &Fields<'_>) -> Result<Request, CoreError> {
             session_id: f.session_id()?,
             display_name: f.optional_name("displayName")?,
             wants_lead: f.role("role")?.unwrap_or(false),
+            passcode: f.passcode()?,
         }),
         "leave_session" => Ok(Request::Leave { session_id: f.session_id()? }),
         "set_role" => {
@@ -181,7 +183,7 @@ mod tests {
     fn join_defaults_and_role() {
         assert_eq!(
             parse_ok("join_session", json!({"sessionId": "demo", "role": "leader"})),
-            Request::Join { session_id: "demo".into(), display_name: None, wants_lead: true }
+            Request::Join { session_id: "demo".into(), display_name: None, wants_lead: true, passcode: None }
         );
         assert!(
             parse("join_session", &json!({"sessionId": "demo", "role": "boss"}), Limits::default()).unwrap().is_err()

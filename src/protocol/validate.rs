@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::Limits;
-use crate::core::CoreError;
+use crate::core::{CoreError, Passcode};
 
 /// Tempo bounds in beats per minute.
 pub const MIN_TEMPO: f64 = 20.0;
@@ -55,6 +55,11 @@ impl<'a> Fields<'a> {
             Some(Value::String(s)) => Ok(Some(s.clone())),
             Some(other) => Err(invalid(format!("{name} must be a string, not {}", kind(other)))),
         }
+    }
+
+    /// A session passcode (`passcode`), bounded like a name; an empty one is no passcode.
+    pub fn passcode(&self) -> Result<Option<Passcode>, CoreError> {
+        Ok(self.optional_string("passcode", self.limits.max_name)?.filter(|p| !p.is_empty()).map(Passcode::new))
     }
 
     /// A non-empty, trimmed name such as a session id or display name.
