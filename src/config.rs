@@ -164,8 +164,9 @@ pub struct Config {
     #[arg(long, env = "MAX_SESSIONS", value_name = "MAX_SESSIONS", default_value_t = 0)]
     pub max_sessions: u32,
 
-    /// Take a client's address from the first `X-Forwarded-For` entry (set only behind a proxy that
-    /// writes it, such as the bundled nginx): otherwise every client shares the proxy's address.
+    /// Take a client's address from the last `X-Forwarded-For` entry, the one the proxy in front
+    /// added (set only behind such a proxy, like the bundled nginx): otherwise every client shares
+    /// the proxy's address for `MAX_CONNECTIONS_PER_IP`.
     #[arg(long, env = "TRUST_PROXY", value_name = "TRUST_PROXY", default_value_t = false, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub trust_proxy: bool,

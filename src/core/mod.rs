@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod error;
+pub mod invariants;
 mod leadership;
 mod membership;
 pub mod outcome;

@@ -12,6 +12,9 @@ use super::Millis;
 
 /// Default tempo of a new session, in beats per minute.
 pub const DEFAULT_TEMPO: f64 = 120.0;
+/// Tempo bounds in beats per minute; requests outside them are refused before reaching the core.
+pub const MIN_TEMPO: f64 = 20.0;
+pub const MAX_TEMPO: f64 = 400.0;
 
 /// A linear tempo change from `from` to `to` over `duration` ms, starting at `start`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

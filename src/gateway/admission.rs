@@ -107,12 +107,12 @@ impl Admission {
     }
 }
 
-/// The client's address: the connection's peer, or behind a trusted proxy the first
-/// `X-Forwarded-For` entry.
+/// The client's address: the connection's peer, or behind a trusted proxy the last
+/// `X-Forwarded-For` entry, the one that proxy added (entries before it are the client's own say).
 pub fn client_address(request: &axum::http::request::Parts, trust_proxy: bool) -> Option<IpAddr> {
     let forwarded = || {
-        let header = request.headers.get("x-forwarded-for")?.to_str().ok()?;
-        header.split(',').next()?.trim().parse().ok()
+        let header = request.headers.get_all("x-forwarded-for").iter().next_back()?.to_str().ok()?;
+        header.rsplit(',').next()?.trim().parse().ok()
     };
     let peer = || request.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
     if trust_proxy { forwarded().or_else(peer) } else { peer() }
@@ -190,8 +190,9 @@ mod tests {
 
     #[test]
     fn forwarded_addresses_count_only_behind_a_trusted_proxy() {
+        // The client claimed 198.51.100.9; the proxy appended the address it saw.
         let mut request =
-            axum::http::Request::get("/").header("x-forwarded-for", "203.0.113.7, 10.0.0.1").body(()).unwrap();
+            axum::http::Request::get("/").header("x-forwarded-for", "198.51.100.9, 203.0.113.7").body(()).unwrap();
         request.extensions_mut().insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 1], 5000))));
         let parts = request.into_parts().0;
         assert_eq!(client_address(&parts, false), Some([10, 0, 0, 1].into()));

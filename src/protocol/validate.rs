@@ -8,9 +8,7 @@ use serde_json::{Map, Value};
 use super::Limits;
 use crate::core::{CoreError, Passcode};
 
-/// Tempo bounds in beats per minute.
-pub const MIN_TEMPO: f64 = 20.0;
-pub const MAX_TEMPO: f64 = 400.0;
+pub use crate::core::timeline::{MAX_TEMPO, MIN_TEMPO};
 /// Longest fade or ramp accepted, in milliseconds.
 pub const MAX_FADE_MS: f64 = 600_000.0;
 
