@@ -162,11 +162,11 @@ fn next_action(bytes: &mut Bytes<'_>, sockets: &[String], limits: Limits) -> Opt
                 1 => Creation::AtCapacity { max_sessions: 1 },
                 _ => Creation::IfMissing(setup),
             };
-            return Some(Action::Join { joiner, wants_lead: bytes.byte() % 3 == 0, creation });
+            return Some(Action::Join { joiner, wants_lead: bytes.byte().is_multiple_of(3), creation });
         }
         2 => return Some(Action::Leave(LeaveCause::Left)),
         3 => {
-            let evicted = sockets.iter().filter(|_| bytes.byte() % 3 == 0).cloned().collect();
+            let evicted = sockets.iter().filter(|_| bytes.byte().is_multiple_of(3)).cloned().collect();
             return Some(Action::Evict { sockets: evicted, reason: "server lost".into() });
         }
         4 => ("set_tempo", json!({ "sessionId": session, "tempo": bytes.number() })),
@@ -178,7 +178,7 @@ fn next_action(bytes: &mut Bytes<'_>, sockets: &[String], limits: Limits) -> Opt
         7 => ("play", json!({ "sessionId": session })),
         8 => ("metronome:start", json!({ "sessionId": session, "tempo": bytes.number() })),
         9 => ("pause", json!({ "sessionId": session })),
-        10 => ("metronome:stop", json!({ "sessionId": session, "reset": bytes.byte() % 2 == 0 })),
+        10 => ("metronome:stop", json!({ "sessionId": session, "reset": bytes.byte().is_multiple_of(2) })),
         11 => ("seek", json!({ "sessionId": session, "position": bytes.number() })),
         12 => (
             "position_sync",
@@ -190,7 +190,7 @@ fn next_action(bytes: &mut Bytes<'_>, sockets: &[String], limits: Limits) -> Opt
         ),
         14 => (
             "set_role",
-            json!({ "sessionId": session, "role": if bytes.byte() % 2 == 0 { "leader" } else { "follower" } }),
+            json!({ "sessionId": session, "role": if bytes.byte().is_multiple_of(2) { "leader" } else { "follower" } }),
         ),
         15 => ("request_leader", json!({ "sessionId": session })),
         16 => ("approve_leader_request", json!({ "sessionId": session, "requesterId": other })),

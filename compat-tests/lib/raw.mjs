@@ -177,14 +177,20 @@ export async function pollingPost(url, sid, body, { timeoutMs = 5000, contentTyp
   }
 }
 
-/** One polling GET; resolves with {status, text, packets} (packets: the body split on SEP). */
-export async function pollingGet(url, sid, { timeoutMs = 5000 } = {}) {
+/**
+ * One polling GET; resolves with {status, text, packets} (packets: the body split on SEP; status 0: the
+ * request failed). An Engine.IO ping in the answer is answered with a pong (unless answerPings is false),
+ * as a client does, so the session is not dropped for silence.
+ */
+export async function pollingGet(url, sid, { timeoutMs = 5000, answerPings = true } = {}) {
   try {
     const res = await fetch(pollingUrl(url, sid), { signal: AbortSignal.timeout(timeoutMs) });
     const text = await res.text();
-    return { status: res.status, text, packets: text ? text.split(SEP) : [] };
+    const packets = text ? text.split(SEP) : [];
+    if (answerPings && res.status === 200 && packets.includes("2")) await pollingPost(url, sid, "3");
+    return { status: res.status, text, packets };
   } catch (e) {
-    return { status: 0, text: String(e?.cause?.code ?? e?.message ?? e), packets: [] };
+    return { status: 0, text: String(e?.cause?.code ?? e?.name ?? e), packets: [] };
   }
 }
 
@@ -202,10 +208,16 @@ export async function pollingConnect(url) {
   const { sid } = await pollingOpen(url);
   const post = await pollingPost(url, sid, "40");
   if (post.status !== 200) throw new Error(`polling connect POST: ${post.status} ${post.text}`);
-  const get = await pollingGet(url, sid);
-  const ok = get.packets.find((p) => p.startsWith("40{"));
-  if (!ok) throw new Error(`polling connect: no 40{...} in ${JSON.stringify(get.text)}`);
-  return { sid, socketId: JSON.parse(ok.slice(2)).sid };
+  // The answer may come after a ping, in a later GET.
+  const seen = [];
+  for (let i = 0; i < 3; i++) {
+    const get = await pollingGet(url, sid);
+    seen.push(get.text);
+    const ok = get.packets.find((p) => p.startsWith("40{"));
+    if (ok) return { sid, socketId: JSON.parse(ok.slice(2)).sid };
+    if (get.status !== 200) break;
+  }
+  throw new Error(`polling connect: no 40{...} in ${JSON.stringify(seen)}`);
 }
 
 /**
