@@ -9,7 +9,18 @@ import { startServer, spawnServer, httpGet, freePort, sleep } from "../lib/serve
 import { startRedis, keyPrefix } from "../lib/redis.mjs";
 import { startCluster, redisEnv, assertLive, bandAcross, mixedAcross } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, mark, waitFor, expectError, expectNo, join, events } from "../lib/client.mjs";
-import { ack, ackOk, expectFlows, createSession, received, enhancedLeaderWalk, legacyLeaderWalk, eventData as data } from "../lib/enhanced.mjs";
+import {
+  ack,
+  ackOk,
+  expectFlows,
+  createSession,
+  received,
+  enhancedLeaderWalk,
+  legacyLeaderWalk,
+  eventData as data,
+  currentState,
+  enhancedStateView,
+} from "../lib/enhanced.mjs";
 import { assertSnapshot } from "../lib/shapes.mjs";
 
 let cluster;
@@ -537,4 +548,49 @@ test("instances of one service started at the same moment all come up (4 rounds 
     await Promise.all(up.map((s) => s.stop()));
   }
   assert.deepEqual(failures, [], `${failures.length} of 12 simultaneous starts failed`);
+});
+
+test("leader-only actions stay leader-only: every one, in both vocabularies, from followers on either instance, is refused with NOT_LEADER and changes nothing", async () => {
+  const m = await mixedAcross(A.url, B.url);
+  const S = m.sessionId;
+  const before = await currentState(m.e1, S);
+  const legacyControls = [
+    ["set_tempo", { tempo: 99 }],
+    ["tempo_change", { tempo: 98, fadeTime: 100 }],
+    ["tempo_changed", { tempo: 97 }],
+    ["play", {}],
+    ["pause", {}],
+    ["stop", {}],
+    ["seek", { position: 5000 }],
+    ["beat_sync", { beatPosition: 3, masterTime: Date.now() }],
+    ["position_sync", { positionMs: 4000, timestamp: Date.now() }],
+    ["approve_leader_request", { requesterId: m.l1.id }],
+    ["deny_leader_request", { requesterId: m.l1.id }],
+  ];
+  const enhancedControls = [
+    ["metronome:start", { tempo: 150 }],
+    ["metronome:stop", { reset: true }],
+    ["tempo:change", { newTempo: 151, rampDurationMs: 1000 }],
+    ["position:seek", { positionMs: 6000 }],
+    ["role:transfer", { toSocketId: m.l2.id }],
+  ];
+  mark(...m.all);
+  // L1 and E2 sit on B, L2 on A; the leader E1 is on A.
+  for (const follower of [m.l1, m.e2, m.l2]) {
+    for (const [event, payload] of legacyControls) {
+      const refused = waitFor(follower, "error", { code: "NOT_LEADER" }, 3000);
+      follower.emit(event, { sessionId: S, ...payload });
+      await refused;
+    }
+    for (const [event, payload] of enhancedControls) {
+      const res = await ack(follower, event, { sessionId: S, ...payload }, 3000);
+      assert.equal(res.error?.code, "NOT_LEADER", `${event} by ${m.nameOf(follower)}: ${JSON.stringify(res)}`);
+    }
+  }
+  for (const s of m.all) {
+    await expectNo(s, "snapshot", 100);
+    await expectNo(s, "session:state_sync", 100);
+  }
+  const after = await currentState(m.e1, S);
+  assert.deepEqual(enhancedStateView(after), enhancedStateView(before));
 });
