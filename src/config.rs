@@ -101,6 +101,12 @@ pub struct Config {
           default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1024..=100_000_000))]
     pub socket_max_payload_bytes: u64,
 
+    /// A client must send a request's headers, and its body, within this time, or the connection
+    /// is closed (half-open and slow-sending connections).
+    #[arg(long, env = "HTTP_READ_TIMEOUT_MS", value_name = "HTTP_READ_TIMEOUT_MS",
+          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+    pub http_read_timeout_ms: u64,
+
     /// Events queued for one socket before further ones are refused with `RATE_LIMITED`.
     #[arg(long, env = "MAX_QUEUED_EVENTS", value_name = "MAX_QUEUED_EVENTS",
           default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]

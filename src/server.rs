@@ -117,11 +117,13 @@ impl Server {
         let Self { listener, metrics_listener, router, app, start_background, close_all } = self;
         tracing::info!(addr = %listener.local_addr()?, server_id = %app.server_id, "listening");
         let mut background = start_background();
+        let read_timeout = Duration::from_millis(app.config.http_read_timeout_ms);
         if let Some(metrics_listener) = metrics_listener {
             tracing::info!(addr = %metrics_listener.local_addr()?, "metrics listening");
             let metrics = http::cross_origin::protect(http::metrics_routes().with_state(app.clone()), &app.config);
             background.push(tokio::spawn(async move {
-                if let Err(err) = axum::serve(metrics_listener, metrics).await {
+                let never = std::future::pending();
+                if let Err(err) = http::listener::serve(metrics_listener, metrics, read_timeout, never).await {
                     tracing::error!(%err, "metrics listener failed");
                 }
             }));
@@ -138,10 +140,7 @@ impl Server {
                 closed_tx.send(()).ok();
             }
         };
-        // The peer address reaches the connect middleware for MAX_CONNECTIONS_PER_IP.
-        let service = router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(listener, service).with_graceful_shutdown(drain);
-        let serving = tokio::spawn(async move { server.await });
+        let serving = tokio::spawn(http::listener::serve(listener, router, read_timeout, drain));
         // Long-polling requests and upgraded websockets may outlive the close; give them a bounded grace.
         closed_rx.await.ok();
         if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
@@ -164,6 +163,7 @@ fn wire<A: Adapter + DefinedAdapter>(io: SocketIo<A>, app: Arc<AppState>) -> (A:
             tokio::spawn(Ticker::run(app.clone(), background_io.clone())),
             tokio::spawn(tasks::sweep_idle_sessions(app.clone(), background_io.clone())),
             tokio::spawn(tasks::metrics_feed(app.clone(), background_io.clone())),
+            tokio::spawn(tasks::metrics_upkeep()),
             tokio::spawn(tasks::instance_presence(app.clone(), background_io)),
             tokio::spawn(tasks::follow_remote_changes(app)),
         ]

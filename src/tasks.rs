@@ -1,5 +1,6 @@
 //! The instance's periodic chores besides the sync engine: the idle-session sweep, the
-//! `metrics:update` feed, and (with Redis) presence among instances and following their changes.
+//! `metrics:update` feed, the metrics' upkeep, and (with Redis) presence among instances and
+//! following their changes.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,7 +12,21 @@ use crate::{
     core::Vocabulary,
     gateway::{self, rooms},
     state::AppState,
+    telemetry,
 };
+
+/// How often recorded histogram samples are folded into their buckets.
+const METRICS_UPKEEP_EVERY: Duration = Duration::from_secs(5);
+
+/// Folds the histogram samples recorded since the last scrape into their buckets. The exporter
+/// keeps every sample until then, so a server nobody scrapes would otherwise grow without bound.
+pub async fn metrics_upkeep() {
+    let mut interval = tokio::time::interval(METRICS_UPKEEP_EVERY);
+    loop {
+        interval.tick().await;
+        telemetry::handle().run_upkeep();
+    }
+}
 
 /// Removes empty sessions idle longer than `SESSION_IDLE_TIMEOUT_MS`, every `CLEANUP_INTERVAL_MS`.
 pub async fn sweep_idle_sessions<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {

@@ -99,7 +99,9 @@ test("a socket that keeps flooding is disconnected after RATE_LIMIT_DISCONNECT_A
   ]);
   clearInterval(flood);
   clearInterval(polite);
-  assert.equal(reason, "io server disconnect");
+  // The DISCONNECT packet is sent, but a flooder's connection is often reset while its own events
+  // are unread, which discards the packet: "transport close" is what such a client sees then.
+  assert.ok(["io server disconnect", "transport close"].includes(reason), `disconnect reason: ${reason}`);
   const flooded = at - started;
   assert.ok(flooded >= 2500 && flooded < 4500, `disconnected after ${flooded} ms of flooding`);
   const notices = rateLimitNotices(leader).length;

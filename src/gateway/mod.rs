@@ -17,7 +17,7 @@ pub mod server_changes;
 pub mod throttle;
 mod worker;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use socketioxide::{
     SocketIo,
@@ -38,20 +38,21 @@ use throttle::Throttle;
 /// Registers the namespace `/` on `io`; with a distributed adapter, the result is its start-up.
 pub fn register<A: Adapter + DefinedAdapter>(io: &SocketIo<A>, app: Arc<AppState>) -> A::InitRes {
     let setup = {
-        let (app, io) = (app.clone(), io.clone());
+        let app = app.clone();
         move |socket: SocketRef<A>, TryData(auth): TryData<serde_json::Value>| {
-            let (app, io) = (app.clone(), io.clone());
+            let app = app.clone();
             async move {
                 let ticket = admit(&socket, &app, &auth.unwrap_or_default())?;
                 socket.extensions.insert(ticket);
-                set_up(socket, io, app);
+                set_up(socket, app);
                 Ok::<(), Refusal>(())
             }
         }
     };
+    let io_for_workers = io.clone();
     let connected = move |socket: SocketRef<A>| {
-        let app = app.clone();
-        async move { on_connected(socket, app) }
+        let (app, io) = (app.clone(), io_for_workers.clone());
+        async move { on_connected(socket, io, app) }
     };
     io.ns("/", connected.with(setup))
 }
@@ -74,9 +75,21 @@ fn admit<A: Adapter>(
     admitted
 }
 
-fn set_up<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppState>) {
+/// The queue a socket's worker will drain, from set-up until the worker starts.
+struct PendingWorker<A: Adapter>(Arc<Mutex<Option<mpsc::Receiver<Inbound<A>>>>>);
+
+impl<A: Adapter> Clone for PendingWorker<A> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+/// Gives the socket its queue before the client is told it is connected, so no event can slip
+/// past it; the worker draining it starts once the socket is connected (see [`on_connected`]).
+fn set_up<A: Adapter>(socket: SocketRef<A>, app: Arc<AppState>) {
     let (queue, events) = mpsc::channel(app.config.max_queued_events as usize);
-    socket.extensions.insert(Inbox { queue, throttle: Arc::new(Throttle::new(&app.rate_limits)) });
+    socket.extensions.insert(Inbox::<A> { queue, throttle: Arc::new(Throttle::new(&app.rate_limits)) });
+    socket.extensions.insert(PendingWorker(Arc::new(Mutex::new(Some(events)))));
     socket.join(rooms::socket(&socket.id.to_string()));
     socket.on_fallback(inbox::on_any_event);
     socket.on_disconnect(on_disconnect::<A>);
@@ -86,12 +99,22 @@ fn set_up<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppState>)
         socketioxide::TransportType::Polling => "polling",
     };
     telemetry::connection_opened(transport);
-    tokio::spawn(worker::run(socket, io, events, app, transport));
 }
 
-fn on_connected<A: Adapter>(socket: SocketRef<A>, app: Arc<AppState>) {
+/// socketioxide marks a socket connected only after the middleware has run and the client has
+/// been sent its CONNECT: anything emitted before then is dropped. So the worker, which may answer
+/// the first events at once, starts here; events that came first wait in its queue.
+fn on_connected<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppState>) {
     tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), protocol = ?socket.protocol(), "connected");
     respond::emit(&socket, "auth:handshake", &handshake(&app));
+    let events = socket.extensions.get::<PendingWorker<A>>().and_then(|p| p.0.lock().expect("pending worker").take());
+    if let Some(events) = events {
+        let transport = match socket.transport_type() {
+            socketioxide::TransportType::Websocket => "websocket",
+            socketioxide::TransportType::Polling => "polling",
+        };
+        tokio::spawn(worker::run(socket, io, events, app, transport));
+    }
 }
 
 /// `auth:handshake`: what this server speaks and its limits, sent to every socket on connect.

@@ -11,6 +11,7 @@ use crate::{clock::now_ms, state::AppState, store::Backend, telemetry};
 mod api;
 pub mod cross_origin;
 mod demo;
+pub mod listener;
 
 pub fn routes(app: Arc<AppState>) -> Router {
     let pages = if app.config.demo_page { demo::routes() } else { Router::new() };

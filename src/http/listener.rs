@@ -1,0 +1,98 @@
+//! Accepting HTTP connections, with the timeouts and socket options `axum::serve` leaves out.
+//!
+//! - A client must send a request's headers, and its body, within `HTTP_READ_TIMEOUT_MS`;
+//!   otherwise a half-open connection (a request line sent slowly, headers never finished, a body
+//!   shorter than its `Content-Length`) would hold a connection and a task for ever.
+//! - `TCP_NODELAY`: a stream of small frames (80 position updates a second) must not wait for
+//!   the previous frame's acknowledgement, as Nagle's algorithm would make it.
+//!
+//! Upgraded connections (websockets) are handed over to Socket.IO and no longer timed here.
+
+use std::{future::Future, io, pin::pin, time::Duration};
+
+use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// Serves `router` on `listener` until `shutdown` completes, then waits for open requests to end
+/// (upgraded websockets are closed by Socket.IO's own shutdown).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let router = router.layer(RequestBodyTimeoutLayer::new(read_timeout));
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout);
+    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, or a connection reset before it was accepted:
+                    // pause briefly rather than spin, and keep serving.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        stream.set_nodelay(true).ok();
+        let service = router.clone().map_request(move |mut request: Request<Incoming>| {
+            // For MAX_CONNECTIONS_PER_IP.
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request.map(Body::new)
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(%peer, %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_request_never_finished_is_closed_after_the_read_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(serve(listener, router, Duration::from_millis(200), std::future::pending()));
+
+        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the half-open request was not closed");
+
+        let mut quick = tokio::net::TcpStream::connect(addr).await.unwrap();
+        quick.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut answer = String::new();
+        quick.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok"), "{answer}");
+    }
+}
