@@ -1,0 +1,124 @@
+//! What the load generator measures on each connection, and the leaders' tempo changes it times.
+//!
+//! Stream packets: the delay from the server time they carry to their receipt (same machine, same
+//! wall clock) and gaps in their arrival. Tempo changes: the delay from the leader's send to each
+//! other member's receipt, matched through a table of send instants keyed by (session, tempo).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::time::{MissedTickBehavior, interval_at};
+
+use super::{
+    Rng,
+    client::Client,
+    latency::Recorder,
+    lock, now_ms,
+    session::{self, Vocabulary},
+    wire::Fields,
+};
+
+/// Tempo changes cycle through this range (the server accepts 20–400), so within a session each
+/// value is unique for hundreds of changes and a receipt identifies its send.
+const TEMPO_LOW: u32 = 21;
+const TEMPO_SPAN: u32 = 379;
+
+/// What the connection tasks record, shared by all of them.
+#[derive(Debug, Default)]
+pub struct Measures {
+    /// Set during the measured window only.
+    pub recording: AtomicBool,
+    /// When each tempo change was sent, by (session index, tempo).
+    pub sent: Mutex<HashMap<(usize, u32), Instant>>,
+    pub control: Recorder,
+    pub stream: Recorder,
+    pub stream_packets: AtomicU64,
+    pub gaps: AtomicU64,
+    pub missing: AtomicU64,
+    pub unmatched: AtomicU64,
+    pub errors: Mutex<BTreeMap<String, u64>>,
+}
+
+/// The per-connection event handler: stream latency and gaps, tempo receipt delays, error codes.
+/// `index` is the session's; `control`: whether this member's tempo receipts count (not the
+/// leader's, which sent them).
+pub fn member_handler(
+    measures: Arc<Measures>,
+    vocabulary: Vocabulary,
+    index: usize,
+    control: bool,
+) -> impl FnMut(&str, &Fields) + Send + 'static {
+    let stream_event = vocabulary.stream_event();
+    let period_ms = vocabulary.stream_period_ms();
+    let gap = Duration::from_secs_f64(1.5 * period_ms / 1000.0);
+    let (mut first_stream, mut last_stream, mut last_tempo) = (None::<Instant>, None::<Instant>, None::<u32>);
+    move |name: &str, fields: &Fields| {
+        let recording = measures.recording.load(Ordering::Relaxed);
+        if name == stream_event {
+            let now = Instant::now();
+            let first = *first_stream.get_or_insert(now);
+            let previous = last_stream.replace(now);
+            if !recording {
+                return;
+            }
+            measures.stream_packets.fetch_add(1, Ordering::Relaxed);
+            if let Some(sent_ms) = fields.server_time.or(fields.server_timestamp) {
+                measures.stream.record_ms(now_ms() - sent_ms);
+            }
+            // A stream's first second is left out: a start may take a tick or two to settle.
+            if let Some(previous) = previous
+                && now.duration_since(first) > Duration::from_secs(1)
+                && now.duration_since(previous) > gap
+            {
+                let periods = (now.duration_since(previous).as_secs_f64() * 1000.0 / period_ms).round() as u64;
+                measures.gaps.fetch_add(1, Ordering::Relaxed);
+                measures.missing.fetch_add(periods.saturating_sub(1), Ordering::Relaxed);
+            }
+        } else if let Some(tempo) = vocabulary.announced_tempo(name, fields) {
+            let tempo = tempo.round() as u32;
+            // Only a change counts: legacy members get the same tempo in every other snapshot.
+            let changed = last_tempo.replace(tempo) != Some(tempo);
+            if changed && control && recording {
+                let sent = lock(&measures.sent).get(&(index, tempo)).copied();
+                match sent {
+                    Some(at) => measures.control.record(at.elapsed()),
+                    None => {
+                        measures.unmatched.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        } else if session::is_error_event(name) {
+            let code = fields.code.clone().unwrap_or_else(|| "UNKNOWN".to_owned());
+            *lock(&measures.errors).entry(code).or_default() += 1;
+        }
+    }
+}
+
+/// A leader's tempo changes, every `every`, each sent after its send instant is on record.
+pub async fn change_tempo(
+    measures: Arc<Measures>,
+    leader: Client,
+    vocabulary: Vocabulary,
+    index: usize,
+    id: String,
+    every: Duration,
+) {
+    // Sessions are spread over the period instead of all changing at once.
+    let offset = every.mul_f64(Rng::new(index as u64).unit());
+    let mut ticks = interval_at(tokio::time::Instant::now() + offset, every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut step: u32 = 100;
+    while !leader.is_closed() {
+        ticks.tick().await;
+        step += 1;
+        let tempo = TEMPO_LOW + step % TEMPO_SPAN;
+        lock(&measures.sent).insert((index, tempo), Instant::now());
+        session::set_tempo(&leader, vocabulary, &id, tempo);
+    }
+}
