@@ -431,7 +431,11 @@ test("deeply nested JSON (100 000 levels) in events, acks, CONNECT auth and poll
       const acked = await rawSocket(main.url);
       acked.send(`427["session:join",${deepObject(100_000)}]`);
       const ack = await acked.waitFor((m) => m.startsWith("437["), 2000, "ack 7").then((m) => JSON.parse(m.slice(3))[0], () => null);
-      if (ack) assert.equal(ack.ok, false, `nested session:join was accepted: ${JSON.stringify(ack)}`);
+      if (ack) {
+        assert.equal(ack.ok, false, `nested session:join was accepted: ${JSON.stringify(ack)}`);
+        assert.equal(ack.error.code, "VALIDATION");
+        assert.match(ack.error.message, /nested too deeply/, "the refusal says why");
+      }
       else assert.equal(acked.isOpen(), false, "nested session:join with an ack: neither answered nor closed");
       acked.close();
 

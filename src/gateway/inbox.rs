@@ -68,11 +68,25 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
             refuse_flood(socket, &name, class, ack, notify, disconnect);
             return Ok(Queued);
         }
-        // A missing or undecodable argument becomes null, which validation refuses clearly.
         let TryData(data) =
             TryData::<Value>::from_message_parts(socket, value, ack_id).unwrap_or(TryData(Ok(Value::Null)));
-        let data = data.unwrap_or(Value::Null);
         let ack = ack_id.map(|_| AckSender::from_message_parts(socket, value, ack_id).expect("infallible"));
+        let data = match data {
+            Ok(data) => data,
+            // JSON nested past the decoder's depth limit: say so, rather than "payload required".
+            Err(err) if err.to_string().contains("recursion limit") => {
+                let too_deep = CoreError::Validation("Payload is nested too deeply (at most 128 levels)".into());
+                let responder = if enhanced::EVENTS.contains(&name.as_str()) || ack.is_some() {
+                    Responder::enhanced(&name, ack)
+                } else {
+                    Responder::legacy(&name, &Value::Null)
+                };
+                responder.refuse(&SocketRef::from(socket.clone()), &too_deep);
+                return Ok(Queued);
+            }
+            // A missing or otherwise undecodable argument becomes null, which validation refuses clearly.
+            Err(_) => Value::Null,
+        };
         // Clock sync is answered at once, not behind queued events: the less time between t1 and
         // t2, the less the client's offset estimate depends on the server's load.
         if name == "clock:sync"
