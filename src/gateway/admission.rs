@@ -15,7 +15,7 @@ use std::{
 use axum::extract::{ConnectInfo, Query};
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::{config::Config, core::passcode::same_secret};
 
 /// Why a connection was refused; the text is what the client sees.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,11 +130,6 @@ pub fn check_token(config: &Config, request: &axum::http::request::Parts, auth: 
         Some(given) if same_secret(&given, expected) => Ok(()),
         _ => Err(Refusal::Unauthorized),
     }
-}
-
-/// Compares without stopping at the first difference, so timing tells nothing of the secret.
-fn same_secret(given: &str, expected: &str) -> bool {
-    given.len() == expected.len() && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 #[cfg(test)]
