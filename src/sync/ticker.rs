@@ -6,6 +6,11 @@
 //! its legacy members get a `scroll_tick`. Everything is computed from the session timeline at
 //! send time, never accumulated. Sessions register here only while they play, so a stopped session
 //! costs nothing, and one loop serves them all instead of a timer task per session.
+//!
+//! Sessions are spread over [`SLOTS_PER_PERIOD`] slots of each period, each session always in the
+//! same one: every member still gets its update once a period, but the writes of one moment are
+//! an eighth of the whole, so they leave in a short burst instead of queueing behind every other
+//! session's.
 
 use std::{collections::HashMap, sync::Arc, sync::Mutex, time::Duration};
 
@@ -22,8 +27,11 @@ use crate::{
     telemetry,
 };
 
-/// With debug output on, a summary line every this many ticks (5 s at 80 Hz).
-const SUMMARY_EVERY_TICKS: u64 = 400;
+/// With debug output on, a summary line every this many ticks (5 s at 80 Hz, 8 slots).
+const SUMMARY_EVERY_TICKS: u64 = 3_200;
+
+/// Slots each period is divided into; a session streams in one of them.
+pub const SLOTS_PER_PERIOD: u32 = 8;
 
 /// What the engine needs of one playing session.
 #[derive(Debug, Clone)]
@@ -36,6 +44,8 @@ struct Playing {
     last_beat: i64,
     /// When the next `scroll_tick` is due.
     next_scroll_tick: Millis,
+    /// The slot of the period this session streams in.
+    slot: u32,
 }
 
 #[derive(Default)]
@@ -79,6 +89,7 @@ impl Ticker {
             None => session.timeline.beat_at(session.timeline.started_at()).ceil() as i64 - 1,
         };
         let next_scroll_tick = previous.map_or(now, |p| p.next_scroll_tick);
+        let slot = previous.map_or_else(|| least_used_slot(&playing), |p| p.slot);
         let entry = Playing {
             timeline: session.timeline.clone(),
             beats_per_bar: session.time_signature.beats_per_bar,
@@ -86,6 +97,7 @@ impl Ticker {
             has_enhanced: session.members.iter().any(|m| m.vocabulary == Vocabulary::Enhanced),
             last_beat,
             next_scroll_tick,
+            slot,
         };
         playing.insert(Arc::from(session.id.as_str()), entry);
     }
@@ -100,8 +112,8 @@ impl Ticker {
 
     /// Runs the scheduler until the task is dropped.
     pub async fn run<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
-        let period = Duration::from_secs_f64(app.config.sync_rate_ms / 1_000.0);
-        let mut due = Instant::now() + period;
+        let slot_length = Duration::from_secs_f64(app.config.sync_rate_ms / 1_000.0) / SLOTS_PER_PERIOD;
+        let mut grid = Grid::new(Instant::now(), slot_length);
         // Reused every tick: listing the playing sessions allocates nothing once it has grown.
         let mut session_ids: Vec<Arc<str>> = Vec::new();
         loop {
@@ -109,21 +121,23 @@ impl Ticker {
                 // Nothing plays: no wake-ups at all until something starts (a start that lands
                 // between the check and the wait leaves a permit, so it is not missed).
                 app.ticker.wake.notified().await;
-                due = Instant::now();
+                grid = Grid::new(Instant::now(), slot_length);
             }
+            let due = grid.due();
             tokio::time::sleep_until(due).await;
             let lag = Instant::now().saturating_duration_since(due);
             app.ticker.lag.record(lag);
             telemetry::tick_lag(lag.as_secs_f64());
+            let slot = grid.slot();
             session_ids.clear();
-            session_ids.extend(app.ticker.lock().keys().cloned());
+            session_ids.extend(app.ticker.lock().iter().filter(|(_, p)| p.slot == slot).map(|(id, _)| id.clone()));
             for session_id in &session_ids {
                 // A change in progress holds the lock: skip this volatile tick rather than let it
                 // overtake the `pause` or `stop` being announced.
                 let Ok(_guard) = app.locks.try_lock(session_id) else { continue };
                 send_streams(&app, &io, session_id).await;
             }
-            due = next_due(due, period, Instant::now());
+            grid.advance(Instant::now());
             if tracing::enabled!(tracing::Level::DEBUG) && app.ticker.lag.ticks().is_multiple_of(SUMMARY_EVERY_TICKS) {
                 tracing::debug!(sessions = app.ticker.playing_count(), lag = %app.ticker.lag.report(), "sync engine");
             }
@@ -131,16 +145,50 @@ impl Ticker {
     }
 }
 
-/// The next tick on the `period` grid. A tick a little late keeps the grid, so the rate stays
-/// exact; after a stall of more than a whole period the missed ticks are skipped, not bunched.
-fn next_due(due: Instant, period: Duration, now: Instant) -> Instant {
-    let next = due + period;
-    if now <= next {
-        return next;
+/// The slot with the fewest playing sessions, for a session that starts playing.
+fn least_used_slot(playing: &HashMap<Arc<str>, Playing>) -> u32 {
+    let mut used = [0usize; SLOTS_PER_PERIOD as usize];
+    for entry in playing.values() {
+        used[entry.slot as usize] += 1;
     }
-    let behind = now - next;
-    let skipped = (behind.as_nanos() / period.as_nanos()) as u32 + 1;
-    next + period * skipped
+    (0..SLOTS_PER_PERIOD).min_by_key(|&slot| used[slot as usize]).unwrap_or(0)
+}
+
+/// The scheduler's ticks: one per slot, on a fixed grid from `origin`.
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    origin: Instant,
+    slot_length: Duration,
+    /// The number of the next tick since `origin`.
+    index: u64,
+}
+
+impl Grid {
+    fn new(origin: Instant, slot_length: Duration) -> Self {
+        Self { origin, slot_length, index: 0 }
+    }
+
+    fn due(&self) -> Instant {
+        self.origin + self.slot_length.mul_f64(self.index as f64)
+    }
+
+    /// The slot the next tick serves.
+    fn slot(&self) -> u32 {
+        (self.index % u64::from(SLOTS_PER_PERIOD)) as u32
+    }
+
+    /// Moves to the next tick. Late ticks keep the grid, so the rate stays exact: a slot is short
+    /// (1.6 ms at 80 Hz), timers wake up to a millisecond late, and every slot must still come round
+    /// once a period. Only after a stall of more than a whole period are whole periods skipped, not
+    /// bunched; each slot keeps its place on the grid.
+    fn advance(&mut self, now: Instant) {
+        let slots = u64::from(SLOTS_PER_PERIOD);
+        let elapsed = now.saturating_duration_since(self.origin).as_nanos();
+        let current = (elapsed / self.slot_length.as_nanos().max(1)) as u64;
+        let next = self.index + 1;
+        let behind = current.saturating_sub(next);
+        self.index = if behind >= slots { next + behind / slots * slots } else { next };
+    }
 }
 
 /// One scheduler tick for one session.
@@ -195,10 +243,44 @@ mod tests {
     #[test]
     fn late_ticks_keep_the_grid_and_stalls_skip_to_the_next_slot() {
         let start = Instant::now();
-        let period = Duration::from_micros(12_500);
-        // 3 ms late: the next tick is still one period after the due time.
-        assert_eq!(next_due(start, period, start + Duration::from_millis(3)), start + period);
-        // A 40 ms stall: ticks at 12.5, 25 and 37.5 are gone; the next is at 50.
-        assert_eq!(next_due(start, period, start + Duration::from_millis(40)), start + period * 4);
+        let slot_length = Duration::from_millis(1);
+        let mut grid = Grid::new(start, slot_length);
+        assert_eq!((grid.due(), grid.slot()), (start, 0));
+        // 3 ms late, within a period: the next slot still comes, late, in its turn.
+        grid.advance(start + Duration::from_millis(3));
+        assert_eq!((grid.due(), grid.slot()), (start + slot_length, 1));
+        // A 30.5 ms stall, over three periods of 8 ms: three whole periods are skipped, and the
+        // next tick serves slot 2, as it would have.
+        grid.advance(start + Duration::from_micros(30_500));
+        assert_eq!((grid.due(), grid.slot()), (start + slot_length * 26, 2));
+    }
+
+    #[test]
+    fn sessions_are_spread_evenly_over_the_slots() {
+        let ticker = Ticker::default();
+        for i in 0..(SLOTS_PER_PERIOD * 3) {
+            let mut session = Session::new(format!("s{i}"), 8, 0);
+            session.members.push(crate::core::Member {
+                socket_id: format!("m{i}"),
+                display_name: "M".into(),
+                role: crate::core::Role::Leader,
+                joined_at: 0,
+                last_ping_at: 0,
+                vocabulary: Vocabulary::Enhanced,
+                user_id: None,
+                instrument: None,
+                preferred_role: None,
+                instance: None,
+            });
+            session.timeline.play(0);
+            ticker.track(&session);
+            // A change to a playing session keeps its slot.
+            ticker.track(&session);
+        }
+        let mut per_slot = [0; SLOTS_PER_PERIOD as usize];
+        for entry in ticker.lock().values() {
+            per_slot[entry.slot as usize] += 1;
+        }
+        assert_eq!(per_slot, [3; SLOTS_PER_PERIOD as usize]);
     }
 }
