@@ -185,7 +185,7 @@ test("MAX_SESSIONS: no new session past the limit (SERVER_FULL), existing sessio
   assert.match(fewSessions.logs(), /session limit reached/);
 });
 
-test("CORS_ORIGIN is enforced on polling and on the websocket handshake; requests without an Origin pass", async () => {
+test("CORS_ORIGIN is enforced on polling and on the websocket handshake; requests without an Origin, or from the server's own, pass", async () => {
   const polling = `${cors.url}/socket.io/?EIO=4&transport=polling`;
   const foreign = await fetch(polling, { headers: { origin: "https://evil.example" } });
   assert.equal(foreign.status, 403);
@@ -214,6 +214,8 @@ test("CORS_ORIGIN is enforced on polling and on the websocket handshake; request
     });
   assert.equal(await opened("https://evil.example"), 403);
   assert.equal(await opened("https://band.example"), 200);
+  // Same origin: React Native's websocket sends the server's own address, as does a served page.
+  assert.equal(await opened(cors.url), 200);
   assert.match(cors.logs(), /origin not in CORS_ORIGIN/);
 });
 

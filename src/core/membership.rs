@@ -48,6 +48,20 @@ fn new_session(id: &str, setup: &SessionSetup, creator: Option<&str>, now: Milli
     session
 }
 
+/// Whether `joiner` may take a seat as far as the passcode goes: a seated member needs none, a
+/// locked session the right one.
+pub fn admits(session: &Session, by: &str, joiner: &Joiner) -> Result<(), CoreError> {
+    let Some(stored) = &session.passcode_digest else { return Ok(()) };
+    if session.member(by).is_some() {
+        return Ok(());
+    }
+    match &joiner.passcode {
+        None => Err(CoreError::Unauthorized("This session needs a passcode")),
+        Some(offered) if !offered.unlocks(&session.id, stored) => Err(CoreError::Unauthorized("Wrong passcode")),
+        Some(_) => Ok(()),
+    }
+}
+
 pub(super) fn join(
     session: &mut Session,
     by: &str,
@@ -58,15 +72,7 @@ pub(super) fn join(
     if session.member(by).is_some() {
         return Ok(vec![Outcome::SnapshotToSender]);
     }
-    if let Some(stored) = &session.passcode_digest {
-        match &joiner.passcode {
-            None => return Err(CoreError::Unauthorized("This session needs a passcode")),
-            Some(offered) if !offered.unlocks(&session.id, stored) => {
-                return Err(CoreError::Unauthorized("Wrong passcode"));
-            }
-            Some(_) => {}
-        }
-    }
+    admits(session, by, joiner)?;
     if session.is_full() {
         return Err(CoreError::SessionFull { max: session.max_members });
     }

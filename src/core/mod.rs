@@ -8,7 +8,7 @@ pub mod command;
 pub mod error;
 pub mod invariants;
 mod leadership;
-mod membership;
+pub mod membership;
 pub mod outcome;
 pub mod passcode;
 mod playback;

@@ -5,7 +5,7 @@
 //! [`Queued`] extractor therefore does the real work: it pushes the event into the socket's
 //! bounded queue, which the socket's worker drains one event at a time.
 
-use std::{convert::Infallible, sync::Arc};
+use std::{convert::Infallible, sync::Arc, time::Duration};
 
 use serde_json::{Value, json};
 use socketioxide::{
@@ -140,8 +140,17 @@ fn refuse_flood<A: Adapter>(
     if disconnect {
         tracing::warn!(socket = %socket.id, class = class.as_str(), "disconnected: kept flooding past its rate limits");
         let socket = socket.clone();
-        // Disconnecting runs the socket's disconnect handlers: not from inside packet decoding.
-        tokio::spawn(async move { socket.disconnect().ok() });
+        // Disconnecting runs the socket's disconnect handlers: not from inside packet decoding. It
+        // fails while the socket's outgoing queue is full (a flooder that does not read): retry.
+        tokio::spawn(async move {
+            for _ in 0..50 {
+                if !socket.connected() || socket.clone().disconnect().is_ok() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tracing::warn!(socket = %socket.id, "could not disconnect a flooding socket");
+        });
     }
 }
 

@@ -93,12 +93,6 @@ fn set_up<A: Adapter>(socket: SocketRef<A>, app: Arc<AppState>) {
     socket.join(rooms::socket(&socket.id.to_string()));
     socket.on_fallback(inbox::on_any_event);
     socket.on_disconnect(on_disconnect::<A>);
-    app.connections.opened();
-    let transport = match socket.transport_type() {
-        socketioxide::TransportType::Websocket => "websocket",
-        socketioxide::TransportType::Polling => "polling",
-    };
-    telemetry::connection_opened(transport);
 }
 
 /// socketioxide marks a socket connected only after the middleware has run and the client has
@@ -113,6 +107,10 @@ fn on_connected<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppS
             socketioxide::TransportType::Websocket => "websocket",
             socketioxide::TransportType::Polling => "polling",
         };
+        // Counted here, where the worker that counts the close starts: a socket whose CONNECT
+        // could not be sent never gets this far, nor a disconnect.
+        app.connections.opened();
+        telemetry::connection_opened(transport);
         tokio::spawn(worker::run(socket, io, events, app, transport));
     }
 }

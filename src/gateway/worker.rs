@@ -19,7 +19,7 @@ use super::{deliver::deliver, inbox::Inbound, quality::Quality, respond::Respond
 use crate::{
     clock::now_ms,
     core::{
-        Action, Command, CoreError, Creation, LeaveCause, Millis, Outcome, Session, Vocabulary,
+        Action, Command, CoreError, Creation, LeaveCause, Millis, Outcome, Session, Vocabulary, membership,
         seat::{SeatChange, plan_join},
     },
     protocol::{self, Scene, enhanced, legacy},
@@ -214,6 +214,14 @@ impl<A: Adapter> Worker<A> {
         // may admit the next member and announce it at once, and the joiner must hear that.
         let joining_room = match &command.action {
             Action::Join { joiner, .. } if self.seat.as_ref().is_none_or(|s| s.session_id != session_id) => {
+                // With Redis, other instances broadcast into the room while the join is stored:
+                // someone without the passcode must not hear a locked session even that long.
+                if app.store.backend() != Backend::Embedded
+                    && let Ok(Some(session)) = app.store.get(session_id).await
+                    && let Err(err) = membership::admits(&session, &command.by, joiner)
+                {
+                    return Err((err, responder));
+                }
                 let room = rooms::session(session_id, joiner.vocabulary);
                 self.socket.join(room.clone());
                 Some(room)

@@ -12,12 +12,12 @@ use std::{future::Future, io, pin::pin, time::Duration};
 
 use axum::{Router, body::Body, extract::ConnectInfo, http::Request};
 use hyper::body::Incoming;
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
@@ -30,10 +30,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let router = router.layer(RequestBodyTimeoutLayer::new(read_timeout));
-    let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(read_timeout);
-    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
+    // Shutdown is announced to every connection's task through `stop`; each holds a `running`
+    // receiver, so the server knows when the last one has finished.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (running_tx, running_rx) = watch::channel(());
+    // HTTP/1 only, as every Socket.IO client speaks: detecting HTTP/2 first would wait for the
+    // client's first bytes without a timeout, while this one starts counting at once.
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(read_timeout);
     let mut shutdown = pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -55,18 +59,29 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             request.map(Body::new)
         });
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)).with_upgrades();
+        let (mut stop, running) = (stop_rx.clone(), running_rx.clone());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let mut connection = pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+                    // Finish the request in progress, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
                 tracing::debug!(%peer, %err, "connection ended with an error");
             }
+            drop(running);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    stop_tx.send(true).ok();
+    drop(running_rx);
+    running_tx.closed().await;
     Ok(())
 }
 
@@ -83,11 +98,13 @@ mod tests {
         let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
         tokio::spawn(serve(listener, router, Duration::from_millis(200), std::future::pending()));
 
-        let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
-        slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
-        let mut rest = Vec::new();
-        let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await;
-        assert!(closed.is_ok(), "the half-open request was not closed");
+        for opening in [&b"GET / HTTP/1.1\r\nHost: x\r\n"[..], b"", b"PRI * HTTP/2.0\r\n"] {
+            let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+            slow.write_all(opening).await.unwrap();
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(3), slow.read_to_end(&mut rest)).await;
+            assert!(closed.is_ok(), "{:?}: the half-open connection was not closed", String::from_utf8_lossy(opening));
+        }
 
         let mut quick = tokio::net::TcpStream::connect(addr).await.unwrap();
         quick.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
