@@ -182,7 +182,8 @@ async fn main() -> anyhow::Result<()> {
         line("stream rate", format!("{stream_event} {rate:.1}/s per client (period {period} ms)"));
         line("stream latency", m.stream.summary());
         let lost = 100.0 * missing as f64 / (packets + missing).max(1) as f64;
-        line("stream gaps", format!("{gaps} over {:.2} ms, ~{missing} packets missing ({lost:.4} %)", 1.5 * period));
+        line("stream missing", format!("{missing} packets ({lost:.4} %), by the server times received"));
+        line("stream gaps", format!("{gaps} arrivals over {:.2} ms after the previous one", 1.5 * period));
         line("control latency", m.control.summary());
         line("", format!("{} receipts matched no send", m.unmatched.load(Ordering::Relaxed)));
     }

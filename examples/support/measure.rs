@@ -39,7 +39,9 @@ pub struct Measures {
     pub control: Recorder,
     pub stream: Recorder,
     pub stream_packets: AtomicU64,
+    /// Arrivals more than 1.5 periods after the previous one (late or missing packets).
     pub gaps: AtomicU64,
+    /// Packets never received: a jump of more than 1.5 periods in the stream's server times.
     pub missing: AtomicU64,
     pub unmatched: AtomicU64,
     pub errors: Mutex<BTreeMap<String, u64>>,
@@ -58,6 +60,7 @@ pub fn member_handler(
     let period_ms = vocabulary.stream_period_ms();
     let gap = Duration::from_secs_f64(1.5 * period_ms / 1000.0);
     let (mut first_stream, mut last_stream, mut last_tempo) = (None::<Instant>, None::<Instant>, None::<u32>);
+    let mut last_server_time = None::<f64>;
     move |name: &str, fields: &Fields| {
         let recording = measures.recording.load(Ordering::Relaxed);
         if name == stream_event {
@@ -68,17 +71,28 @@ pub fn member_handler(
                 return;
             }
             measures.stream_packets.fetch_add(1, Ordering::Relaxed);
-            if let Some(sent_ms) = fields.server_time.or(fields.server_timestamp) {
+            let server_time = fields.server_time.or(fields.server_timestamp);
+            if let Some(sent_ms) = server_time {
                 measures.stream.record_ms(now_ms() - sent_ms);
             }
             // A stream's first second is left out: a start may take a tick or two to settle.
+            let settled = now.duration_since(first) > Duration::from_secs(1);
             if let Some(previous) = previous
-                && now.duration_since(first) > Duration::from_secs(1)
+                && settled
                 && now.duration_since(previous) > gap
             {
-                let periods = (now.duration_since(previous).as_secs_f64() * 1000.0 / period_ms).round() as u64;
                 measures.gaps.fetch_add(1, Ordering::Relaxed);
+            }
+            // Missing packets are told by the server's own times, which a late arrival leaves alone.
+            if let (Some(sent_ms), Some(previous_ms)) = (server_time, last_server_time)
+                && settled
+                && sent_ms - previous_ms > 1.5 * period_ms
+            {
+                let periods = ((sent_ms - previous_ms) / period_ms).round() as u64;
                 measures.missing.fetch_add(periods.saturating_sub(1), Ordering::Relaxed);
+            }
+            if server_time.is_some() {
+                last_server_time = server_time;
             }
         } else if let Some(tempo) = vocabulary.announced_tempo(name, fields) {
             let tempo = tempo.round() as u32;

@@ -116,6 +116,7 @@ impl Ticker {
         let mut grid = Grid::new(Instant::now(), slot_length);
         // Reused every tick: listing the playing sessions allocates nothing once it has grown.
         let mut session_ids: Vec<Arc<str>> = Vec::new();
+        let mut busy: Vec<Arc<str>> = Vec::new();
         loop {
             if app.ticker.playing_count() == 0 {
                 // Nothing plays: no wake-ups at all until something starts (a start that lands
@@ -131,11 +132,22 @@ impl Ticker {
             let slot = grid.slot();
             session_ids.clear();
             session_ids.extend(app.ticker.lock().iter().filter(|(_, p)| p.slot == slot).map(|(id, _)| id.clone()));
+            busy.clear();
             for session_id in &session_ids {
-                // A change in progress holds the lock: skip this volatile tick rather than let it
-                // overtake the `pause` or `stop` being announced.
-                let Ok(_guard) = app.locks.try_lock(session_id) else { continue };
+                // A change in progress holds the lock: its session comes last, once the change
+                // has been announced, so the update cannot overtake a `pause` or `stop`.
+                let Ok(_guard) = app.locks.try_lock(session_id) else {
+                    busy.push(session_id.clone());
+                    continue;
+                };
                 send_streams(&app, &io, session_id).await;
+            }
+            for session_id in &busy {
+                // A change that takes longer than a slot (a slow store) costs its session this
+                // update rather than holding up the next slot.
+                if let Ok(_guard) = tokio::time::timeout(slot_length, app.locks.lock(session_id)).await {
+                    send_streams(&app, &io, session_id).await;
+                }
             }
             grid.advance(Instant::now());
             if tracing::enabled!(tracing::Level::DEBUG) && app.ticker.lag.ticks().is_multiple_of(SUMMARY_EVERY_TICKS) {
