@@ -25,13 +25,17 @@ use crate::{clock::precise_now_ms, core::CoreError, protocol::enhanced, telemetr
 
 /// Something for a socket's worker to do, in arrival order.
 pub enum Inbound<A: Adapter> {
-    Event {
-        name: String,
-        data: Value,
-        ack: Option<AckSender<A>>,
-    },
+    /// Boxed: the queue allocates room for 32 entries up front, per socket, so entries stay small.
+    Event(Box<QueuedEvent<A>>),
     /// The connection closed, with Socket.IO's reason text.
     Disconnected(&'static str),
+}
+
+/// An event waiting for the socket's worker.
+pub struct QueuedEvent<A: Adapter> {
+    pub name: String,
+    pub data: Value,
+    pub ack: Option<AckSender<A>>,
 }
 
 /// The sending half of a socket's queue and its rate limits, kept in the socket's extensions.
@@ -100,9 +104,10 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
             answer_clock_sync(&SocketRef::from(socket.clone()), Responder::enhanced(&name, ack), t0, received_at);
             return Ok(Queued);
         }
-        let event = Inbound::Event { name, data, ack };
-        if let Err(mpsc::error::TrySendError::Full(Inbound::Event { name, .. })) = queue.try_send(event) {
-            tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&name), "event queue full; event dropped");
+        let event = Inbound::Event(Box::new(QueuedEvent { name, data, ack }));
+        if let Err(mpsc::error::TrySendError::Full(Inbound::Event(event))) = queue.try_send(event) {
+            let event = telemetry::event_label(&event.name);
+            tracing::warn!(socket = %socket.id, event = %event, "event queue full; event dropped");
             telemetry::rate_limited("queue");
             let refusal = serde_json::json!({ "message": "Too many events queued; slow down", "code": "RATE_LIMITED" });
             socket.emit("error", &refusal).ok();

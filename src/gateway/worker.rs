@@ -15,7 +15,13 @@ use socketioxide::{
 };
 use tokio::{sync::mpsc, time::MissedTickBehavior};
 
-use super::{deliver::deliver, inbox::Inbound, quality::Quality, respond::Responder, rooms};
+use super::{
+    deliver::deliver,
+    inbox::{Inbound, QueuedEvent},
+    quality::Quality,
+    respond::Responder,
+    rooms,
+};
 use crate::{
     clock::now_ms,
     core::{
@@ -66,15 +72,18 @@ pub async fn run<A: Adapter>(
         tokio::select! {
             biased;
             event = events.recv() => match event {
-                Some(Inbound::Event { name, data, ack }) => {
+                Some(Inbound::Event(event)) => {
+                    let QueuedEvent { name, data, ack } = *event;
                     let started = std::time::Instant::now();
                     worker.refused = None;
-                    worker.handle(&name, data, ack).await;
+                    // Boxed, like the leave below: the state of handling an event is large, and
+                    // kept inline it would make every idle socket's task that large too.
+                    Box::pin(worker.handle(&name, data, ack)).await;
                     let result = worker.refused.unwrap_or("ok");
                     telemetry::event_handled(&name, result, started.elapsed().as_secs_f64());
                 }
                 Some(Inbound::Disconnected(reason)) => {
-                    worker.unseat(LeaveCause::Disconnected(reason.to_owned())).await;
+                    Box::pin(worker.unseat(LeaveCause::Disconnected(reason.to_owned()))).await;
                     worker.app.connections.closed();
                     telemetry::connection_closed(worker.transport);
                     break;
