@@ -32,6 +32,10 @@ use crate::{
 /// tick) must fit, and a slow client must not cost its heartbeat; socketioxide's default is 128.
 const SOCKET_BUFFER_PACKETS: usize = 1024;
 
+/// Each websocket's read buffer, allocated for as long as it is open. Client messages are a few
+/// hundred bytes; a rare large one is read in several steps.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// How long shutdown waits for connections to close before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 
@@ -54,8 +58,7 @@ pub struct Server {
 
 impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Self> {
-        let addr = (config.host.as_str(), config.port);
-        let listener = TcpListener::bind(addr)
+        let listener = http::listener::bind(&config.host, config.port)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}:{}: {e}", config.host, config.port))?;
         let port = listener.local_addr()?.port();
@@ -75,7 +78,8 @@ impl Server {
             .max_payload(config.socket_max_payload_bytes)
             .ws_max_message_size(config.socket_max_payload_bytes as usize)
             .ws_max_frame_size(config.socket_max_payload_bytes as usize)
-            .max_buffer_size(SOCKET_BUFFER_PACKETS);
+            .max_buffer_size(SOCKET_BUFFER_PACKETS)
+            .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
 
         if !config.redis_enabled() {
             let app = app_state(config, server_id, Arc::new(MemoryStore::new()));

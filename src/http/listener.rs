@@ -17,9 +17,30 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    net::{TcpListener, TcpSocket},
+    sync::watch,
+};
 use tower::ServiceExt;
 use tower_http::timeout::RequestBodyTimeoutLayer;
+
+/// Connections waiting to be accepted. A band's worth of clients reconnecting at once after a
+/// restart, times many bands, must not overflow it (an overflow costs a client a 1 s SYN retry).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `host` (an address or a name) and `port`, with a deep accept queue.
+pub async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
+    let mut last_error = io::Error::new(io::ErrorKind::AddrNotAvailable, "the host resolves to no address");
+    for addr in tokio::net::lookup_host((host, port)).await? {
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(LISTEN_BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last_error = err,
+        }
+    }
+    Err(last_error)
+}
 
 /// Serves `router` on `listener` until `shutdown` completes, then waits for open requests to end
 /// (upgraded websockets are closed by Socket.IO's own shutdown).
