@@ -37,14 +37,8 @@ use support::{
 #[derive(Debug, Parser)]
 #[command(about = "BandSync load generator: sessions × members over raw Socket.IO websockets")]
 struct Args {
-    /// Server URL (plain HTTP; the websocket endpoint is derived from it).
-    #[arg(long, default_value = "http://127.0.0.1:3001")]
-    url: String,
-    #[arg(long, default_value_t = 100)]
-    sessions: usize,
-    /// Members per session, the leader included.
-    #[arg(long, default_value_t = 8)]
-    members: usize,
+    #[command(flatten)]
+    band: support::Bands,
     #[arg(long, value_enum, default_value_t = Vocabulary::Enhanced)]
     vocabulary: Vocabulary,
     /// Length of the measured window, in seconds.
@@ -87,12 +81,12 @@ struct Opened {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let sockets = args.sessions * args.members;
+    let sockets = args.band.sessions * args.band.members;
     support::warn_if_fd_limit_low(sockets);
     let server = args.server_pid.map(Process::pid);
     let rss_before = server.as_ref().map(Process::rss_bytes).transpose()?;
     let ctx = Arc::new(Ctx {
-        endpoint: support::endpoint(&args.url)?,
+        endpoint: support::endpoint(&args.band.url)?,
         vocabulary: args.vocabulary,
         run: format!("{:x}", support::now_ms() as u64),
         tally: Arc::default(),
@@ -102,16 +96,16 @@ async fn main() -> anyhow::Result<()> {
     });
     println!(
         "connecting {sockets} sockets ({} × {}, {}) to {}",
-        args.sessions,
-        args.members,
+        args.band.sessions,
+        args.band.members,
         args.vocabulary.as_str(),
         ctx.endpoint
     );
 
     let connect_started = Instant::now();
     let mut tasks = JoinSet::new();
-    for index in 0..args.sessions {
-        tasks.spawn(open_session(ctx.clone(), index, args.members));
+    for index in 0..args.band.sessions {
+        tasks.spawn(open_session(ctx.clone(), index, args.band.members));
     }
     let mut sessions: Vec<Opened> = Vec::new();
     let mut failures: Vec<anyhow::Error> = Vec::new();
@@ -167,8 +161,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "== bandsync loadgen: {} {} × {}, {window:.1} s window after {} s warm-up{} ==",
         args.vocabulary.as_str(),
-        args.sessions,
-        args.members,
+        args.band.sessions,
+        args.band.members,
         args.warmup_seconds,
         if args.idle { ", idle" } else { "" }
     );

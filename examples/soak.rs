@@ -39,13 +39,8 @@ use support::{
 #[derive(Debug, Parser)]
 #[command(about = "BandSync soak test: playing sessions under constant churn, watching server memory")]
 struct Args {
-    #[arg(long, default_value = "http://127.0.0.1:3001")]
-    url: String,
-    #[arg(long, default_value_t = 100)]
-    sessions: usize,
-    /// Members per session, the leader included.
-    #[arg(long, default_value_t = 8)]
-    members: usize,
+    #[command(flatten)]
+    band: support::Bands,
     #[arg(long, default_value_t = 30.0)]
     minutes: f64,
     /// The server's process id, to read its CPU time and memory from /proc.
@@ -77,25 +72,25 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
-    support::warn_if_fd_limit_low(args.sessions * args.members);
+    support::warn_if_fd_limit_low(args.band.sessions * args.band.members);
     let server = args.server_pid.map(Process::pid);
-    let endpoint = support::endpoint(&args.url)?;
+    let endpoint = support::endpoint(&args.band.url)?;
     let plan = Plan {
         mode: args.vocabulary,
-        members: args.members,
+        members: args.band.members,
         churn_every_seconds: args.churn_every_seconds,
         tempo_every_seconds: args.tempo_every_seconds,
         restart_every_seconds: args.restart_every_seconds,
     };
     println!(
         "soak: {} sessions × {} members ({:?}) for {} min against {endpoint}",
-        args.sessions, args.members, args.vocabulary, args.minutes
+        args.band.sessions, args.band.members, args.vocabulary, args.minutes
     );
     let started = Instant::now();
     let deadline = started + Duration::from_secs_f64(args.minutes * 60.0);
     let churn = Arc::new(Churn::new(plan, endpoint, deadline, args.connect_concurrency));
     let mut sessions = JoinSet::new();
-    for index in 0..args.sessions {
+    for index in 0..args.band.sessions {
         sessions.spawn(session_task(churn.clone(), index));
     }
     let report_every = Duration::from_secs(args.report_every_seconds.max(1));
@@ -164,8 +159,8 @@ fn summary(args: &Args, churn: &Churn, rss: &[(f64, f64)], elapsed: Duration) ->
     println!(
         "== soak summary: {:.1} min, {} sessions × {} members ({:?}) ==",
         elapsed.as_secs_f64() / 60.0,
-        args.sessions,
-        args.members,
+        args.band.sessions,
+        args.band.members,
         args.vocabulary
     );
     if let (Some(first), Some(last)) = (rss.first(), rss.last()) {

@@ -125,3 +125,16 @@ impl Rng {
         self.unit() < p
     }
 }
+
+/// The server and the bands to open on it: shared by the load generator and the soak program.
+#[derive(Debug, clap::Args)]
+pub struct Bands {
+    /// Server URL (plain HTTP; the websocket endpoint is derived from it).
+    #[arg(long, default_value = "http://127.0.0.1:3001")]
+    pub url: String,
+    #[arg(long, default_value_t = 100)]
+    pub sessions: usize,
+    /// Members per session, the leader included.
+    #[arg(long, default_value_t = 8)]
+    pub members: usize,
+}
