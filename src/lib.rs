@@ -10,12 +10,14 @@
 //! - [`protocol`]: event payloads in, rendered events out, for the legacy and enhanced
 //!   vocabularies; the only code that knows event names.
 //! - [`store`]: where sessions live (embedded in memory by default).
-//! - [`gateway`]: the socket.io handlers; one ordered queue per socket.
+//! - [`gateway`]: the socket.io handlers; one ordered queue per socket, its rate limits, and who
+//!   may connect.
 //! - [`sync`]: the sync engine, one scheduler per instance streaming positions and beats.
 //! - [`tasks`]: periodic chores: the idle-session sweep and the metrics feed.
 //! - [`clock`]: the one clock every timestamp comes from.
 //! - [`telemetry`]: the Prometheus metrics, by name.
-//! - [`http`]: health, liveness and readiness routes.
+//! - [`http`]: health, liveness and readiness routes; the accept loop with its timeouts, CORS and
+//!   security headers.
 //! - [`server`]: wires it all together and serves until shut down.
 
 pub mod clock;
