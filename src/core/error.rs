@@ -14,8 +14,9 @@ pub enum CoreError {
     NotAMember,
     #[error("Only the leader can do this")]
     NotLeader,
-    #[error("Too many events; slow down")]
-    RateLimited,
+    /// Over a rate limit; the text names what there was too much of (`chat`, `queued` …).
+    #[error("Too many {0} events; slow down")]
+    RateLimited(&'static str),
     /// A locked session, and no passcode or a wrong one.
     #[error("{0}")]
     Unauthorized(&'static str),
@@ -34,7 +35,7 @@ impl CoreError {
             CoreError::SessionFull { .. } => "SESSION_FULL",
             CoreError::NotAMember => "NOT_A_MEMBER",
             CoreError::NotLeader => "NOT_LEADER",
-            CoreError::RateLimited => "RATE_LIMITED",
+            CoreError::RateLimited(_) => "RATE_LIMITED",
             CoreError::Unauthorized(_) => "UNAUTHORIZED",
             CoreError::TooManySessions { .. } => "SERVER_FULL",
             CoreError::Internal => "INTERNAL",

@@ -7,7 +7,7 @@
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, TryData},
@@ -21,7 +21,7 @@ use super::{
     respond::Responder,
     throttle::{EventClass, Throttle, Verdict},
 };
-use crate::{clock::precise_now_ms, core::CoreError, protocol::enhanced, telemetry};
+use crate::{clock::precise_now_ms, core::CoreError, telemetry};
 
 /// Something for a socket's worker to do, in arrival order.
 pub enum Inbound<A: Adapter> {
@@ -80,12 +80,7 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
             // JSON nested past the decoder's depth limit: say so, rather than "payload required".
             Err(err) if err.to_string().contains("recursion limit") => {
                 let too_deep = CoreError::Validation("Payload is nested too deeply (at most 128 levels)".into());
-                let responder = if enhanced::EVENTS.contains(&name.as_str()) || ack.is_some() {
-                    Responder::enhanced(&name, ack)
-                } else {
-                    Responder::legacy(&name, &Value::Null)
-                };
-                responder.refuse(&SocketRef::from(socket.clone()), &too_deep);
+                Responder::for_event(&name, ack).refuse(&SocketRef::from(socket.clone()), &too_deep);
                 return Ok(Queued);
             }
             // A missing or otherwise undecodable argument becomes null, which validation refuses clearly.
@@ -106,11 +101,10 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
         }
         let event = Inbound::Event(Box::new(QueuedEvent { name, data, ack }));
         if let Err(mpsc::error::TrySendError::Full(Inbound::Event(event))) = queue.try_send(event) {
-            let event = telemetry::event_label(&event.name);
-            tracing::warn!(socket = %socket.id, event = %event, "event queue full; event dropped");
+            tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&event.name), "event queue full; event dropped");
             telemetry::rate_limited("queue");
-            let refusal = serde_json::json!({ "message": "Too many events queued; slow down", "code": "RATE_LIMITED" });
-            socket.emit("error", &refusal).ok();
+            let QueuedEvent { name, ack, .. } = *event;
+            Responder::for_event(&name, ack).refuse_unlogged(&socket.clone().into(), &CoreError::RateLimited("queued"));
         }
         Ok(Queued)
     }
@@ -127,17 +121,9 @@ fn refuse_flood<A: Adapter>(
     disconnect: bool,
 ) {
     telemetry::rate_limited(class.as_str());
-    let err = CoreError::RateLimited;
-    let message = format!("Too many {} events; slow down", class.as_str());
-    if let Some(ack) = ack {
-        ack.send(&json!({ "ok": false, "error": { "code": err.code(), "message": message } })).ok();
-    } else if notify {
-        let refusal = if enhanced::EVENTS.contains(&name) {
-            ("error:session", json!({ "code": err.code(), "message": message, "event": name }))
-        } else {
-            ("error", json!({ "code": err.code(), "message": message }))
-        };
-        socket.emit(refusal.0, &refusal.1).ok();
+    let responder = Responder::for_event(name, ack);
+    if notify || responder.awaits_ack() {
+        responder.refuse_unlogged(&socket.clone().into(), &CoreError::RateLimited(class.as_str()));
     }
     if notify {
         tracing::warn!(socket = %socket.id, class = class.as_str(), event = %telemetry::event_label(name), "rate limited");

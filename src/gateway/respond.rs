@@ -8,7 +8,7 @@ use socketioxide::{
 
 use crate::{
     core::CoreError,
-    protocol::{legacy, legacy_render},
+    protocol::{enhanced, legacy, legacy_render},
     telemetry,
 };
 
@@ -29,6 +29,21 @@ impl<A: Adapter> Responder<A> {
 
     pub fn enhanced(event: &str, ack: Option<AckSender<A>>) -> Self {
         Responder::Enhanced { event: event.to_owned(), ack }
+    }
+
+    /// For an event refused before it is parsed: enhanced when it is an enhanced event or asks
+    /// for an acknowledgement, else legacy.
+    pub fn for_event(event: &str, ack: Option<AckSender<A>>) -> Self {
+        if ack.is_some() || enhanced::EVENTS.contains(&event) {
+            Responder::enhanced(event, ack)
+        } else {
+            Responder::legacy(event, &Value::Null)
+        }
+    }
+
+    /// True when the sender waits for an acknowledgement, which must be answered.
+    pub fn awaits_ack(&self) -> bool {
+        matches!(self, Responder::Enhanced { ack: Some(_), .. })
     }
 
     /// True when the answer goes before the events the request causes: an enhanced client that
@@ -57,13 +72,19 @@ impl<A: Adapter> Responder<A> {
         }
     }
 
-    /// Tells the sender why its event was refused; nothing else happens.
+    /// Tells the sender why its event was refused, and logs it; nothing else happens.
     pub fn refuse(self, socket: &SocketRef<A>, err: &CoreError) {
         // Known event names only: an unknown one is the client's own text.
         let event = match &self {
             Responder::Legacy { event, .. } | Responder::Enhanced { event, .. } => telemetry::event_label(event),
         };
         tracing::info!(socket = %socket.id, event = %event, code = err.code(), reason = %err, "refused");
+        self.refuse_unlogged(socket, err);
+    }
+
+    /// [`Self::refuse`] without its log line, for refusals that come in floods and are logged
+    /// once a second by their caller.
+    pub fn refuse_unlogged(self, socket: &SocketRef<A>, err: &CoreError) {
         match self {
             Responder::Legacy { event, session_id } => {
                 if let Some(result_event) = legacy::result_event(&event) {
