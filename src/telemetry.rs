@@ -107,6 +107,25 @@ pub fn event_emitted(event: &'static str) {
     counter!("bandsync_events_emitted_total", "event" => event).increment(1);
 }
 
+/// The emitted-events counters of the sync engine's streams, looked up once: the engine counts
+/// on every tick, and a lookup by name and label builds and hashes a key each time.
+pub struct StreamCounters {
+    pub position_sync: metrics::Counter,
+    pub metronome_beat: metrics::Counter,
+    pub scroll_tick: metrics::Counter,
+}
+
+impl Default for StreamCounters {
+    fn default() -> Self {
+        let emitted = |event: &'static str| counter!("bandsync_events_emitted_total", "event" => event);
+        Self {
+            position_sync: emitted("position:sync"),
+            metronome_beat: emitted("metronome:beat"),
+            scroll_tick: emitted("scroll_tick"),
+        }
+    }
+}
+
 /// A Socket.IO connection refused at connect, by reason.
 pub fn connection_refused(reason: &'static str) {
     counter!("bandsync_connections_refused_total", "reason" => reason).increment(1);

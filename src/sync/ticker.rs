@@ -24,7 +24,7 @@ use crate::{
     gateway::rooms,
     protocol::{enhanced_render, legacy_render},
     state::AppState,
-    telemetry,
+    telemetry::{self, StreamCounters},
 };
 
 /// With debug output on, a summary line every this many ticks (5 s at 80 Hz, 8 slots).
@@ -117,6 +117,7 @@ impl Ticker {
         // Reused every tick: listing the playing sessions allocates nothing once it has grown.
         let mut session_ids: Vec<Arc<str>> = Vec::new();
         let mut busy: Vec<Arc<str>> = Vec::new();
+        let counters = StreamCounters::default();
         loop {
             if app.ticker.playing_count() == 0 {
                 // Nothing plays: no wake-ups at all until something starts (a start that lands
@@ -140,13 +141,13 @@ impl Ticker {
                     busy.push(session_id.clone());
                     continue;
                 };
-                send_streams(&app, &io, session_id).await;
+                send_streams(&app, &io, &counters, session_id).await;
             }
             for session_id in &busy {
                 // A change that takes longer than a slot (a slow store) costs its session this
                 // update rather than holding up the next slot.
                 if let Ok(_guard) = tokio::time::timeout(slot_length, app.locks.lock(session_id)).await {
-                    send_streams(&app, &io, session_id).await;
+                    send_streams(&app, &io, &counters, session_id).await;
                 }
             }
             grid.advance(Instant::now());
@@ -204,7 +205,7 @@ impl Grid {
 }
 
 /// One scheduler tick for one session.
-async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &str) {
+async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, counters: &StreamCounters, session_id: &str) {
     let now = now_ms();
     let legacy_tick_ms = app.config.legacy_tick_ms as Millis;
     let (playing, beat_due, scroll_due) = {
@@ -227,14 +228,14 @@ async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: 
         let room = rooms::session(session_id, Vocabulary::Enhanced);
         let sync = enhanced_render::position_sync(session_id, timeline, playing.beats_per_bar, now);
         io.local().to(room.clone()).volatile().emit("position:sync", &sync).await.ok();
-        telemetry::event_emitted("position:sync");
+        counters.position_sync.increment(1);
         if let Some(beat) = beat_due {
             let data = enhanced_render::metronome_beat(session_id, timeline, playing.beats_per_bar, beat);
             // Not volatile: socketioxide keeps only the latest volatile packet per socket, so a
             // volatile beat would replace the position sync just sent. A beat is rare and each one
             // counts, so it goes through the reliable queue.
             io.local().to(room).emit("metronome:beat", &data).await.ok();
-            telemetry::event_emitted("metronome:beat");
+            counters.metronome_beat.increment(1);
         }
     }
     if playing.has_legacy && scroll_due {
@@ -244,7 +245,7 @@ async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: 
         // reliable queue, so a volatile tick could land after the `pause` that ended playback and
         // move a legacy client's position back. Ten a second costs little in the queue.
         io.local().to(room).emit("scroll_tick", &tick).await.ok();
-        telemetry::event_emitted("scroll_tick");
+        counters.scroll_tick.increment(1);
     }
 }
 
