@@ -160,18 +160,19 @@ impl<A: Adapter> Worker<A> {
     /// With `MAX_SESSIONS` reached, a join may still seat the sender in an existing session but
     /// create none. The count is read before the join, so instances creating sessions at the same
     /// moment may overshoot the limit by those few.
-    async fn within_session_limit(&self, join: Action) -> Result<Action, CoreError> {
+    async fn within_session_limit(&self, mut join: Action) -> Result<Action, CoreError> {
         let max_sessions = self.app.config.max_sessions as usize;
-        let Action::Join { joiner, wants_lead, creation } = join else { return Ok(join) };
+        let Action::Join { creation, .. } = &mut join else { return Ok(join) };
         let creates = matches!(creation, Creation::IfMissing(_) | Creation::New(_));
         if max_sessions == 0 || !creates || self.app.store.count().await.unwrap_or(0) < max_sessions {
-            return Ok(Action::Join { joiner, wants_lead, creation });
+            return Ok(join);
         }
         tracing::warn!(socket = %self.socket_id, max_sessions, "session limit reached; no new session");
-        match creation {
-            Creation::New(_) => Err(CoreError::TooManySessions { max: max_sessions }),
-            _ => Ok(Action::Join { joiner, wants_lead, creation: Creation::AtCapacity { max_sessions } }),
+        if matches!(creation, Creation::New(_)) {
+            return Err(CoreError::TooManySessions { max: max_sessions });
         }
+        *creation = Creation::AtCapacity { max_sessions };
+        Ok(join)
     }
 
     /// Applies `action` to `session_id`, answers the sender through `responder` (with
