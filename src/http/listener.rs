@@ -7,6 +7,8 @@
 //!   the previous frame's acknowledgement, as Nagle's algorithm would make it.
 //!
 //! Upgraded connections (websockets) are handed over to Socket.IO and no longer timed here.
+//! A Socket.IO request's head is copied out of the connection's read buffer first
+//! ([`super::owned_head`]), so a long-lived socket does not keep that buffer.
 
 use std::{future::Future, io, pin::pin, time::Duration};
 
@@ -78,6 +80,7 @@ pub async fn serve(
         let service = router.clone().map_request(move |mut request: Request<Incoming>| {
             // For MAX_CONNECTIONS_PER_IP.
             request.extensions_mut().insert(ConnectInfo(peer));
+            super::owned_head::own_socket_io_head(&mut request);
             request.map(Body::new)
         });
         let connection =

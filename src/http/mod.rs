@@ -12,6 +12,7 @@ mod api;
 pub mod cross_origin;
 mod demo;
 pub mod listener;
+mod owned_head;
 
 pub fn routes(app: Arc<AppState>) -> Router {
     let pages = if app.config.demo_page { demo::routes() } else { Router::new() };
