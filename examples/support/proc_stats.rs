@@ -25,8 +25,19 @@ impl Process {
         Self { dir: format!("/proc/{pid}") }
     }
 
+    /// The calling thread alone, for a measurement that other threads of this process must not blur.
+    pub fn current_thread() -> Self {
+        Self { dir: "/proc/thread-self".to_owned() }
+    }
+
     /// User plus system CPU time consumed so far, in seconds.
     pub fn cpu_seconds(&self) -> io::Result<f64> {
+        let (user, system) = self.user_and_system_seconds()?;
+        Ok(user + system)
+    }
+
+    /// User and system CPU time consumed so far, apart, in seconds.
+    pub fn user_and_system_seconds(&self) -> io::Result<(f64, f64)> {
         let stat = fs::read_to_string(format!("{}/stat", self.dir))?;
         // The command name (field 2) is in parentheses and may hold spaces or parentheses itself,
         // so fields are counted from the last ')': the next one is field 3 (state).
@@ -36,7 +47,7 @@ impl Process {
             fields.next().and_then(|field| field.parse().ok()).ok_or_else(|| invalid("short stat"))
         };
         let (utime, stime) = (ticks()?, ticks()?);
-        Ok((utime + stime) as f64 / CLOCK_TICKS_PER_SECOND)
+        Ok((utime as f64 / CLOCK_TICKS_PER_SECOND, stime as f64 / CLOCK_TICKS_PER_SECOND))
     }
 
     /// Resident set size (`VmRSS`), in bytes.
