@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 
 use bandsync_server::{
     config::Config,
-    core::{Action, Command, CoreError, Creation, Joiner, SessionSetup, Vocabulary},
+    core::{Action, Command, CoreError, Creation, Joiner, Passcode, SessionSetup, TempoAnnouncement, Vocabulary},
     store::{Backend, RedisStore, SessionStore},
 };
 use support::redis::RedisServer;
@@ -162,6 +162,80 @@ async fn an_outage_is_served_from_the_cache_and_written_back() {
         assert!(tokio::time::Instant::now() < deadline, "not written back: {seen:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// Waits until `store` is back on Redis with every change from the outage written.
+async fn written_back(store: &RedisStore) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while store.backend() != Backend::Connected || store.pending_write_backs() > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "the outage's changes were not written back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_join_during_an_outage_does_not_unlock_a_stored_session() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let b = store(&config, "b").await;
+    let mut locked = join("olivia", "b", 8);
+    if let Action::Join { joiner, .. } = &mut locked.action {
+        joiner.passcode = Some(Passcode::new("open sesame"));
+    }
+    b.apply("locked", &locked, 1).await.unwrap();
+
+    // `a` starts after the session was announced and has never seen it: cut off, a join creates
+    // an open copy of its own.
+    let a = store(&config, "a").await;
+    redis.pause();
+    let during = a.apply("locked", &join("mallory", "a", 8), 2).await.expect("served from the cache");
+    assert_eq!(during.session.members.len(), 1);
+    assert!(during.session.passcode_digest.is_none());
+    redis.resume();
+    written_back(&a).await;
+
+    let stored = b.get("locked").await.unwrap().expect("still stored");
+    assert!(stored.passcode_digest.is_some(), "the passcode survived the write-back");
+    let seated: Vec<&str> = stored.members.iter().map(|m| m.socket_id.as_str()).collect();
+    assert_eq!(seated, ["olivia"], "the join refused on replay seated nobody");
+    // `a` now serves the stored session: a join without the passcode is refused there too.
+    let again = a.apply("locked", &join("mallory", "a", 8), 3).await;
+    assert!(matches!(again, Err(CoreError::Unauthorized(_))), "{again:?}");
+}
+
+#[tokio::test]
+async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
+    let redis = RedisServer::start(None);
+    // Instance `a` logs in as a user of its own, so it alone can be cut off.
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
+    let mut config_a = config(&redis);
+    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
+    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+
+    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.backend() != Backend::Disconnected {
+        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let message = Action::UpdateMessage { message: "set on a, cut off".into() };
+    a.apply("gig", &command("alice", message), 2).await.expect("served from the cache");
+    // Meanwhile the band goes on through `b`.
+    b.apply("gig", &join("bob", "b", 8), 3).await.unwrap();
+    let tempo = Action::SetTempo { tempo: 132.0, announcement: TempoAnnouncement::Silent, ramp_ms: 0.0 };
+    b.apply("gig", &command("alice", tempo), 4).await.unwrap();
+
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    written_back(&a).await;
+
+    let stored = b.get("gig").await.unwrap().expect("still stored");
+    assert_eq!(stored.message, "set on a, cut off", "a's change was written back");
+    let seated: Vec<&str> = stored.members.iter().map(|m| m.socket_id.as_str()).collect();
+    assert_eq!(seated, ["alice", "bob"], "b's join was kept");
+    assert_eq!(stored.timeline.tempo_at(4), 132.0, "b's tempo was kept");
+    assert_eq!(a.get("gig").await.unwrap(), Some(stored));
 }
 
 #[tokio::test]

@@ -44,6 +44,14 @@ impl RedisServer {
     pub fn resume(&self) {
         signal(self.child.id(), "-CONT");
     }
+
+    /// Runs one command through `redis-cli` (installed with `redis-server`) and returns its answer.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let output =
+            Command::new("redis-cli").args(["-p", &self.port.to_string()]).args(args).output().expect("redis-cli runs");
+        assert!(output.status.success(), "redis-cli {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
 }
 
 fn signal(pid: u32, which: &str) {

@@ -3,8 +3,8 @@
 //! Every update is a compare-and-set on the session's revision ([`scripts`]), so concurrent
 //! changes from different instances (joins under the seat limit, leader changes) never lose one
 //! another. Each instance keeps the sessions it touched in a cache: when Redis is unreachable the
-//! instance keeps serving its sessions from there, remembers what changed, and writes those
-//! sessions back once Redis answers again. After each change the instance announces the session on
+//! instance keeps serving its sessions from there, logs what changed, and replays those changes
+//! onto the stored sessions once Redis answers again ([`outage`]). After each change the instance announces the session on
 //! a channel, so the others refresh their caches and streams at once.
 
 mod connect;
@@ -15,7 +15,7 @@ mod scripts;
 mod watch;
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, Ordering},
@@ -47,8 +47,8 @@ pub struct RedisStore {
     server_id: String,
     /// The sessions this instance touched, as last seen.
     cache: Mutex<HashMap<String, Session>>,
-    /// Sessions changed while Redis was unreachable, to write back when it returns.
-    dirty: Mutex<HashSet<String>>,
+    /// Sessions changed while Redis was unreachable, with what to write back when it returns.
+    pending: Mutex<HashMap<String, outage::WriteBack>>,
     online: AtomicBool,
     changes: broadcast::Sender<Session>,
 }
@@ -76,7 +76,7 @@ impl RedisStore {
             keys,
             server_id: server_id.to_owned(),
             cache: Mutex::default(),
-            dirty: Mutex::default(),
+            pending: Mutex::default(),
             online: AtomicBool::new(true),
             changes,
         });
