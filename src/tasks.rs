@@ -99,6 +99,21 @@ pub async fn evict_lost_members<A: Adapter>(app: &AppState, io: &SocketIo<A>, in
     }
 }
 
+/// After a Redis outage, members this instance seated in a session whose stored state refused
+/// their join lose their seat (see [`crate::store::SessionStore::rewritten_sessions`]).
+pub async fn check_seats_of_rewritten_sessions<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
+    let Some(mut rewritten) = app.store.rewritten_sessions() else { return };
+    loop {
+        match rewritten.recv().await {
+            Ok(session_id) => gateway::server_changes::check_seats(&io, &session_id),
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "fell behind the sessions rewritten after the outage");
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
 /// Streams follow the changes other instances make to the sessions this one also serves.
 pub async fn follow_remote_changes(app: Arc<AppState>) {
     let Some(mut changes) = app.store.remote_changes() else { return };

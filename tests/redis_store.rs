@@ -235,7 +235,14 @@ async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
     let seated: Vec<&str> = stored.members.iter().map(|m| m.socket_id.as_str()).collect();
     assert_eq!(seated, ["alice", "bob"], "b's join was kept");
     assert_eq!(stored.timeline.tempo_at(4), 132.0, "b's tempo was kept");
-    assert_eq!(a.get("gig").await.unwrap(), Some(stored));
+    // `a` serves the merged session from then on, even cut off again.
+    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
+    while a.backend() != Backend::Disconnected {
+        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(20), "instance a was not cut off again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(a.get("gig").await.unwrap(), Some(stored), "a's copy is the merged session");
 }
 
 #[tokio::test]

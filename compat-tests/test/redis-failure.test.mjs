@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { startServer, httpGet, sleep } from "../lib/server.mjs";
 import { startRedis, keyPrefix } from "../lib/redis.mjs";
 import { redisEnv, assertLive, pollHttp } from "../lib/cluster.mjs";
-import { connect, closeAll, sid, mark, waitFor, waitForEntry, seqOf, join, events, syncState } from "../lib/client.mjs";
+import { connect, closeAll, sid, mark, waitFor, waitForEntry, seqOf, join, events, syncState, expectNo } from "../lib/client.mjs";
 import { enhancedJoin, received } from "../lib/enhanced.mjs";
 
 const owned = []; // everything to stop in after(): instances and redis-servers
@@ -202,6 +202,52 @@ describe("Redis failures", { concurrency: true }, () => {
     assert.equal(A.proc.exitCode === null && A.proc.signalCode === "SIGKILL", true);
     for (const c of survivors) c.close();
     await assertLive(B);
+  });
+
+  test("a join made during an outage to a locked session the instance never saw: refused when Redis returns, the joiner is unseated and hears the session no more", async (t) => {
+    const redis = own(await startRedis());
+    const env = redisEnv(redis, keyPrefix());
+    const B = own(await startServer(env));
+    const S = sid("locked");
+    const owner = await connect(B.url);
+    await join(owner, S, { displayName: "Owner", passcode: "violet" });
+    // A starts after the session was announced: it has never seen it.
+    const A = own(await startServer(env));
+    const ghost = await connect(A.url);
+    redis.pause();
+    let during;
+    try {
+      // A cannot check the session: it serves an open copy of its own (the first command waits
+      // for Redis's timeout).
+      during = await join(ghost, S, { displayName: "Ghost" }, 6000);
+    } finally {
+      redis.resume();
+    }
+    assert.deepEqual(during.members.map((m) => m.socketId), [ghost.id]);
+    const tResume = Date.now();
+
+    // The write-back replays the join onto the stored session, which refuses it.
+    const unseated = await waitFor(ghost, "error", { code: "NOT_A_MEMBER" }, 10_000);
+    t.diagnostic(`unseated ${Date.now() - tResume} ms after SIGCONT: ${unseated.message}`);
+    await pollHttp(`${A.url}/health`, (r) => r.body?.redis === "connected", 3000);
+    assert.ok(A.stdout().includes("the stored session refused"), "A logs the refused change");
+
+    // The session is as its owner left it: locked, one member.
+    const intruder = await connect(B.url);
+    intruder.emit("join_session", { sessionId: S });
+    assert.equal((await waitFor(intruder, "error", undefined, 3000)).code, "UNAUTHORIZED");
+    const friend = await connect(A.url);
+    const seen = await join(friend, S, { displayName: "Friend", passcode: "violet" }, 3000);
+    assert.deepEqual(seen.members.map((m) => m.socketId).sort(), [owner.id, friend.id].sort());
+
+    // The ghost hears nothing more of it, on either instance's broadcasts.
+    mark(ghost, friend);
+    owner.emit("update_message", { sessionId: S, message: "members only" });
+    await waitFor(friend, "snapshot", { message: "members only" }, 3000);
+    await expectNo(ghost, "snapshot", 300);
+    assert.deepEqual(events(ghost).filter((e) => e.data?.sessionId === S), []);
+    for (const c of [owner, ghost, intruder, friend]) c.close();
+    await assertLive(A, B);
   });
 
   test("Redis outage (SIGSTOP 10 s): instances keep serving their sockets, report degraded once, and write back after SIGCONT", async (t) => {

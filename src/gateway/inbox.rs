@@ -29,6 +29,10 @@ pub enum Inbound<A: Adapter> {
     Event(Box<QueuedEvent<A>>),
     /// The connection closed, with Socket.IO's reason text.
     Disconnected(&'static str),
+    /// The stored state of this session replaced what the instance served during a Redis outage
+    /// ([`crate::store::SessionStore::rewritten_sessions`]): the socket must check it still has
+    /// its seat there.
+    CheckSeat(Box<str>),
 }
 
 /// An event waiting for the socket's worker.

@@ -1,9 +1,14 @@
 //! Changes the server makes on its own, with no socket behind them: unseating the members of an
-//! instance that died.
+//! instance that died, and having local members check their seats in a session rewritten after a
+//! Redis outage.
 
 use socketioxide::{SocketIo, adapter::Adapter};
 
-use super::deliver::deliver;
+use super::{
+    deliver::deliver,
+    inbox::{Inbound, Inbox},
+    rooms,
+};
 use crate::{
     clock::now_ms,
     core::{Action, Command, Vocabulary},
@@ -34,4 +39,16 @@ pub async fn evict<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &st
     let emissions = protocol::render(&applied.outcomes, &scene);
     let local_only = app.store.backend() == Backend::Disconnected;
     deliver(io, None, session_id, &emissions, local_only).await;
+}
+
+/// Asks every local socket in `session_id`'s rooms to check its seat against the stored session
+/// (each socket's worker does, in turn with its own events).
+pub fn check_seats<A: Adapter>(io: &SocketIo<A>, session_id: &str) {
+    let rooms = [Vocabulary::Legacy, Vocabulary::Enhanced].map(|vocabulary| rooms::session(session_id, vocabulary));
+    for socket in io.local().within(rooms).sockets() {
+        if let Some(inbox) = socket.extensions.get::<Inbox<A>>() {
+            // A full queue belongs to a flooder, whose seat its next event will not find anyway.
+            inbox.queue.try_send(Inbound::CheckSeat(session_id.into())).ok();
+        }
+    }
 }

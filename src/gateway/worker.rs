@@ -82,6 +82,7 @@ pub async fn run<A: Adapter>(
                     let result = worker.refused.unwrap_or("ok");
                     telemetry::event_handled(&name, result, started.elapsed().as_secs_f64());
                 }
+                Some(Inbound::CheckSeat(session_id)) => Box::pin(worker.check_seat(&session_id)).await,
                 Some(Inbound::Disconnected(reason)) => {
                     Box::pin(worker.unseat(LeaveCause::Disconnected(reason.to_owned()))).await;
                     worker.app.connections.closed();
@@ -302,6 +303,29 @@ impl<A: Adapter> Worker<A> {
             }
             _ => {}
         }
+    }
+
+    /// After an outage's write-back: a socket seated in `session_id` that the stored session does
+    /// not list (its join, made while this instance was cut off, was refused when replayed: a
+    /// passcode, a seat taken meanwhile) leaves the session's rooms and is told so.
+    async fn check_seat(&mut self, session_id: &str) {
+        let Some(vocabulary) = self.seat.as_ref().filter(|s| s.session_id == session_id).map(|s| s.vocabulary) else {
+            return;
+        };
+        let Ok(stored) = self.app.store.get(session_id).await else { return };
+        if stored.is_some_and(|session| session.members.iter().any(|m| m.socket_id == self.socket_id)) {
+            return;
+        }
+        self.socket.leave(rooms::session(session_id, Vocabulary::Legacy));
+        self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
+        self.seat = None;
+        telemetry::member_seated(-1.0);
+        tracing::warn!(socket = %self.socket_id, session = %session_id, "unseated: the stored session refused the join made during the redis outage");
+        let responder = match vocabulary {
+            Vocabulary::Legacy => Responder::legacy("join_session", &json!({ "sessionId": session_id })),
+            Vocabulary::Enhanced => Responder::enhanced("session:join", None),
+        };
+        responder.refuse_unlogged(&self.socket, &CoreError::NotAMember);
     }
 
     fn ping(&mut self) {

@@ -75,6 +75,13 @@ pub trait SessionStore: Send + Sync + 'static {
         None
     }
 
+    /// Sessions whose stored state refused changes this instance made while cut off from the
+    /// others (a join to a session that turned out to be locked or full): their local members
+    /// must be checked against the stored session. `None` when the store cannot be cut off.
+    fn rewritten_sessions(&self) -> Option<broadcast::Receiver<String>> {
+        None
+    }
+
     /// Members held by instances that died: `(session id, socket ids)`; with `including_own`, also
     /// this instance's members from before a restart.
     async fn lost_members(&self, _including_own: bool) -> Result<Vec<(String, Vec<String>)>, CoreError> {

@@ -51,6 +51,8 @@ pub struct RedisStore {
     pending: Mutex<HashMap<String, outage::WriteBack>>,
     online: AtomicBool,
     changes: broadcast::Sender<Session>,
+    /// Sessions whose write-back after an outage refused some of this instance's changes.
+    rewritten: broadcast::Sender<String>,
 }
 
 fn unavailable(err: fred::error::Error) -> CoreError {
@@ -71,6 +73,7 @@ impl RedisStore {
         // From now on the subscription comes back by itself after a reconnect.
         subscriber.manage_subscriptions();
         let (changes, _) = broadcast::channel(1024);
+        let (rewritten, _) = broadcast::channel(256);
         let store = Arc::new(Self {
             client,
             keys,
@@ -79,6 +82,7 @@ impl RedisStore {
             pending: Mutex::default(),
             online: AtomicBool::new(true),
             changes,
+            rewritten,
         });
         telemetry::redis_connected(true);
         tokio::spawn(watch::connection(Arc::downgrade(&store)));
@@ -160,7 +164,7 @@ enum ApplyFailure {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
-        if !self.is_online() {
+        if !self.is_online() || self.awaits_write_back(session_id) {
             return self.apply_offline(session_id, command, now);
         }
         for _ in 0..MAX_ATTEMPTS {
@@ -189,7 +193,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError> {
-        if self.is_online() {
+        if self.is_online() && !self.awaits_write_back(session_id) {
             let started = std::time::Instant::now();
             let loaded = self.load(session_id).await;
             telemetry::redis_command("read", started.elapsed().as_secs_f64(), loaded.is_ok());
@@ -285,6 +289,10 @@ impl SessionStore for RedisStore {
 
     fn remote_changes(&self) -> Option<broadcast::Receiver<Session>> {
         Some(self.changes.subscribe())
+    }
+
+    fn rewritten_sessions(&self) -> Option<broadcast::Receiver<String>> {
+        Some(self.rewritten.subscribe())
     }
 
     async fn lost_members(&self, including_own: bool) -> Result<Vec<(String, Vec<String>)>, CoreError> {

@@ -1,17 +1,22 @@
 //! Working through a Redis outage: serve the instance's sessions from its cache, log the changes
 //! made to them, and when Redis answers again replay that log onto what Redis holds.
 //!
-//! Replaying, rather than writing the cached copy over the stored one, is what keeps other
-//! instances' work: while this instance was cut off, another one may have changed the same session,
-//! or the session may exist in Redis although this instance had never cached it (a `join_session`
-//! during the outage then created a fresh, unlocked copy here). Each logged change is applied again
-//! to the stored session with its original time, under the usual compare-and-set; a change the
-//! stored session refuses (a passcode it did not carry, a seat taken meanwhile) is dropped and
-//! logged, and the stored session is kept as it was in that respect.
+//! Replaying, rather than writing the cached copy over the stored one, keeps other instances'
+//! work: while this instance was cut off, another one may have changed the same session, or the
+//! session may exist in Redis although this instance had never cached it (a `join_session` during
+//! the outage then created a fresh, open copy here). Each logged change is applied again, with its
+//! original time, on top of the stored session under the usual compare-and-set, so where both
+//! sides set the same field the change from the outage, applied last, wins. A change the stored
+//! session refuses (a passcode it carries, a seat taken meanwhile) is dropped and logged, and the
+//! session is announced as rewritten so the gateway can unseat whoever that leaves without a seat.
+//!
+//! Until its log is in Redis, a session stays on the offline path even with Redis back: its
+//! changes go to the cache and the log, so they keep their order behind the outage's, and a
+//! member seated during the outage is not refused by Redis before its join is replayed.
 
 use std::{collections::HashMap, sync::atomic::Ordering};
 
-use fred::prelude::LuaInterface;
+use fred::{error::ErrorKind, prelude::LuaInterface};
 
 use super::{MAX_ATTEMPTS, RedisStore, scripts};
 use crate::{
@@ -37,8 +42,8 @@ pub(super) struct LoggedChange {
 pub(super) enum WriteBack {
     /// Replay these changes onto the stored session.
     Replay(Vec<LoggedChange>),
-    /// Too many changes to keep: write the cached session as it is. Counts the changes made
-    /// since, so that one made during the write itself is not taken as written.
+    /// Too many changes to keep: write the cached session as it is. Counts the changes made to
+    /// it, so that one made during the write itself is not taken as written.
     Overwrite { changes: usize },
 }
 
@@ -54,10 +59,24 @@ impl WriteBack {
 
 /// How one session's write-back ended.
 enum Merged {
-    /// Written, with the changes the stored session refused.
+    /// Written; `refused` counts the changes the stored session refused.
     Written { session: Session, refused: Vec<CoreError> },
     /// Every change was refused or changed nothing: Redis keeps what it holds.
     Unchanged { stored: Option<Session>, refused: Vec<CoreError> },
+}
+
+/// Whether `err` says Redis could not be reached (as opposed to a command Redis refused).
+fn is_connection_error(err: &fred::error::Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::IO
+            | ErrorKind::Timeout
+            | ErrorKind::Canceled
+            | ErrorKind::Routing
+            | ErrorKind::Backpressure
+            | ErrorKind::Cluster
+            | ErrorKind::Sentinel
+    )
 }
 
 impl RedisStore {
@@ -112,44 +131,34 @@ impl RedisStore {
         self.pending().len()
     }
 
-    /// Writes back every session changed during the outage. A session leaves the list only once
-    /// its changes are in Redis; after a failure the instance counts as offline again, so further
-    /// changes are logged too and the write-back is retried when Redis next answers.
+    /// Whether `id` has changes from an outage still to write: until then it is served offline.
+    pub(super) fn awaits_write_back(&self, id: &str) -> bool {
+        self.pending().contains_key(id)
+    }
+
+    /// Writes back every session changed during the outage, including changes made to them while
+    /// this runs, until none is left or Redis goes away again (then it resumes at the reconnect).
     async fn write_back(&self) {
-        let ids: Vec<String> = self.pending().keys().cloned().collect();
         let mut written = 0;
-        for id in ids {
-            let (log, extent) = match self.pending().get(&id) {
-                Some(WriteBack::Replay(log)) => (Some(log.clone()), log.len()),
-                Some(overwrite) => (None, overwrite.extent()),
-                None => continue,
-            };
-            let result = match &log {
-                Some(log) => self.replay(&id, log).await,
-                None => self.overwrite(&id).await,
-            };
-            let merged = match result {
-                Ok(merged) => merged,
-                Err(err) => {
-                    tracing::warn!(session = %id, %err, "write-back failed; will retry");
-                    self.went_offline(&err.to_string());
-                    continue;
-                }
-            };
-            self.settle(&id, extent);
-            match merged {
-                Merged::Written { session, refused } => {
-                    written += 1;
-                    self.report_refused(&id, &refused);
-                    self.follow_merged(session);
-                }
-                Merged::Unchanged { stored, refused } => {
-                    self.report_refused(&id, &refused);
-                    match stored {
-                        Some(stored) => self.follow_merged(stored),
-                        None => {
-                            self.cache().remove(&id);
-                        }
+        'passes: while self.online.load(Ordering::Relaxed) {
+            let ids: Vec<String> = self.pending().keys().cloned().collect();
+            if ids.is_empty() {
+                break;
+            }
+            for id in ids {
+                match self.write_back_session(&id).await {
+                    Ok(true) => written += 1,
+                    Ok(false) => {}
+                    Err(err) if is_connection_error(&err) => {
+                        tracing::warn!(session = %id, %err, "write-back interrupted; it resumes when redis answers");
+                        self.went_offline(&err.to_string());
+                        break 'passes;
+                    }
+                    Err(err) => {
+                        // Redis refused the command itself (a key of the wrong type): retrying
+                        // cannot help. This instance keeps its copy, Redis keeps its own.
+                        tracing::error!(session = %id, %err, "write-back refused by redis; the outage's changes stay local");
+                        self.pending().remove(&id);
                     }
                 }
             }
@@ -159,8 +168,38 @@ impl RedisStore {
         }
     }
 
+    /// Writes back one session's changes; true when Redis was changed. The session leaves the
+    /// list only once its changes are in Redis.
+    async fn write_back_session(&self, id: &str) -> Result<bool, fred::error::Error> {
+        let (log, extent) = match self.pending().get(id) {
+            Some(WriteBack::Replay(log)) => (Some(log.clone()), log.len()),
+            Some(overwrite) => (None, overwrite.extent()),
+            None => return Ok(false),
+        };
+        let merged = match &log {
+            Some(log) => self.replay(id, log).await?,
+            None => self.overwrite(id).await?,
+        };
+        self.settle(id, extent);
+        let (session, refused, written) = match merged {
+            Merged::Written { session, refused } => (Some(session), refused, true),
+            Merged::Unchanged { stored, refused } => (stored, refused, false),
+        };
+        if !refused.is_empty() {
+            let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
+            tracing::warn!(
+                session = %id,
+                refused = refused.len(),
+                reasons = %reasons.join("; "),
+                "changes made during the outage that the stored session refused were dropped"
+            );
+        }
+        self.follow_merged(id, session, !refused.is_empty());
+        Ok(written)
+    }
+
     /// Takes the first `extent` changes of `id` off the list: they are in Redis. Changes logged
-    /// during the write-back (Redis went away again) stay for the next one.
+    /// during the write-back stay for its next pass.
     fn settle(&self, id: &str, extent: usize) {
         let mut pending = self.pending();
         let Some(write_back) = pending.get_mut(id) else { return };
@@ -185,9 +224,13 @@ impl RedisStore {
                     refused.push(err);
                 }
             }
-            let Some(merged) = slot.filter(|merged| Some(merged) != stored.as_ref()) else {
+            let Some(mut merged) = slot.filter(|merged| Some(merged) != stored.as_ref()) else {
                 return Ok(Merged::Unchanged { stored, refused });
             };
+            // Replayed changes carry their own, older times: activity does not go back.
+            if let Some(stored) = &stored {
+                merged.last_active_at = merged.last_active_at.max(stored.last_active_at);
+            }
             let Ok(json) = serde_json::to_string(&merged) else {
                 return Ok(Merged::Unchanged { stored, refused });
             };
@@ -228,37 +271,37 @@ impl RedisStore {
         self.announce(session).await;
     }
 
-    fn report_refused(&self, id: &str, refused: &[CoreError]) {
-        if !refused.is_empty() {
-            let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
-            tracing::warn!(
-                session = %id,
-                refused = refused.len(),
-                reasons = %reasons.join("; "),
-                "changes made during the outage that the stored session refused were dropped"
-            );
-        }
-    }
-
-    /// The session as merged becomes this instance's copy, and its streams follow it. Changes
-    /// logged since the write-back began (Redis went away again) are applied on top.
-    fn follow_merged(&self, mut session: Session) {
-        match self.pending().get(&session.id) {
+    /// The session as merged (`None`: Redis has none) becomes this instance's copy, with any
+    /// changes logged since the write-back began on top, and its streams follow it. When the
+    /// stored session refused some of this instance's changes, the gateway hears that the session
+    /// was rewritten, to unseat members the merge left without a seat.
+    fn follow_merged(&self, id: &str, merged: Option<Session>, some_refused: bool) {
+        // Cache, then log: the order `apply_offline` takes them in.
+        let mut cache = self.cache();
+        let pending = self.pending();
+        let mut slot = merged;
+        match pending.get(id) {
             Some(WriteBack::Replay(newer)) => {
-                let mut slot = Some(session.clone());
                 for change in newer {
-                    apply_to_slot(&mut slot, &session.id, &change.command, change.now).ok();
+                    apply_to_slot(&mut slot, id, &change.command, change.now).ok();
                 }
-                session = slot.unwrap_or(session);
             }
             // The cached copy is the only record of those changes: it stays.
             Some(WriteBack::Overwrite { .. }) => return,
             None => {}
         }
-        let differs = self.cache().get(&session.id) != Some(&session);
-        self.cache().insert(session.id.clone(), session.clone());
-        if differs {
+        drop(pending);
+        let differs = cache.get(id) != slot.as_ref();
+        match &slot {
+            Some(session) => cache.insert(id.to_owned(), session.clone()),
+            None => cache.remove(id),
+        };
+        drop(cache);
+        if let Some(session) = slot.filter(|_| differs) {
             self.changes.send(session).ok();
+        }
+        if some_refused {
+            self.rewritten.send(id.to_owned()).ok();
         }
     }
 }

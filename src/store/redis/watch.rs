@@ -51,7 +51,9 @@ pub(super) async fn changes(store: Weak<RedisStore>, subscriber: SubscriberClien
         let Some(store) = store.upgrade() else { return };
         let Some(text) = message.value.as_string() else { continue };
         let Some((server, session_id)) = text.split_once('|') else { continue };
-        if server == store.server_id {
+        // A session with changes from an outage still to write is this instance's to merge: the
+        // write-back loads what the other instance wrote.
+        if server == store.server_id || store.awaits_write_back(session_id) {
             continue;
         }
         match store.load(session_id).await {
