@@ -50,6 +50,8 @@ pub struct RedisStore {
     /// Sessions changed while Redis was unreachable, with what to write back when it returns.
     pending: Mutex<HashMap<String, outage::WriteBack>>,
     online: AtomicBool,
+    /// Taken by the write-back that is running, so only one runs at a time.
+    writing_back: AtomicBool,
     changes: broadcast::Sender<Session>,
     /// Sessions whose write-back after an outage refused some of this instance's changes.
     rewritten: broadcast::Sender<String>,
@@ -81,6 +83,7 @@ impl RedisStore {
             cache: Mutex::default(),
             pending: Mutex::default(),
             online: AtomicBool::new(true),
+            writing_back: AtomicBool::new(false),
             changes,
             rewritten,
         });
@@ -164,8 +167,14 @@ enum ApplyFailure {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
-        if !self.is_online() || self.awaits_write_back(session_id) {
+        if !self.is_online() {
             return self.apply_offline(session_id, command, now);
+        }
+        if self.awaits_write_back(session_id) {
+            // Behind the outage's changes, in their log; written with them.
+            let applied = self.apply_offline(session_id, command, now)?;
+            self.write_back_if_idle().await;
+            return Ok(applied);
         }
         for _ in 0..MAX_ATTEMPTS {
             let started = std::time::Instant::now();

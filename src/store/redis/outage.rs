@@ -119,7 +119,20 @@ impl RedisStore {
         if !self.online.swap(true, Ordering::Relaxed) {
             tracing::info!("redis reachable again");
         }
-        self.write_back().await;
+        self.write_back_if_idle().await;
+    }
+
+    /// Runs the write-back unless one is running already. A change logged just as a running one
+    /// finishes its last pass finds the flag still taken and leaves its entry behind: the runner
+    /// looks again after letting go of the flag, so no entry is left waiting for the next outage.
+    pub(super) async fn write_back_if_idle(&self) {
+        while !self.writing_back.swap(true, Ordering::AcqRel) {
+            self.write_back().await;
+            self.writing_back.store(false, Ordering::Release);
+            if !self.online.load(Ordering::Relaxed) || self.pending().is_empty() {
+                break;
+            }
+        }
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, WriteBack>> {
