@@ -246,6 +246,38 @@ async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
 }
 
 #[tokio::test]
+async fn members_another_instance_unseated_during_the_outage_are_announced_for_a_seat_check() {
+    let redis = RedisServer::start(None);
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
+    let mut config_a = config(&redis);
+    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
+    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+
+    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.backend() != Backend::Disconnected {
+        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // `b` takes `a` for lost and unseats its member; `a`, cut off, seats another one.
+    let evict = Action::Evict { sockets: vec!["alice".into()], reason: "instance lost".into() };
+    b.apply("gig", &command("server", evict), 2).await.unwrap();
+    a.apply("gig", &join("carol", "a", 8), 3).await.expect("served from the cache");
+
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    written_back(&a).await;
+    let seated: Vec<String> =
+        b.get("gig").await.unwrap().expect("stored").members.into_iter().map(|m| m.socket_id).collect();
+    assert_eq!(seated, ["carol"], "carol's join replayed, alice's eviction kept");
+    // Nothing was refused, but alice lost her seat: the gateway must hear of the session.
+    let announced = tokio::time::timeout(Duration::from_secs(5), rewritten.recv()).await;
+    assert_eq!(announced.expect("announced in time").unwrap(), "gig");
+}
+
+#[tokio::test]
 async fn start_up_fails_clearly_without_redis_or_with_a_wrong_password() {
     let guarded = RedisServer::start(Some("secret"));
     let mut wrong = Config::for_tests();

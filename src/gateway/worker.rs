@@ -306,8 +306,9 @@ impl<A: Adapter> Worker<A> {
     }
 
     /// After an outage's write-back: a socket seated in `session_id` that the stored session does
-    /// not list (its join, made while this instance was cut off, was refused when replayed: a
-    /// passcode, a seat taken meanwhile) leaves the session's rooms and is told so.
+    /// not list leaves the session's rooms and is told so. Either its join, made while this
+    /// instance was cut off, was refused when replayed (a passcode, a seat taken meanwhile), or
+    /// another instance unseated it meanwhile, taking this instance for lost.
     async fn check_seat(&mut self, session_id: &str) {
         let Some(vocabulary) = self.seat.as_ref().filter(|s| s.session_id == session_id).map(|s| s.vocabulary) else {
             return;
@@ -320,7 +321,7 @@ impl<A: Adapter> Worker<A> {
         self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
         self.seat = None;
         telemetry::member_seated(-1.0);
-        tracing::warn!(socket = %self.socket_id, session = %session_id, "unseated: the stored session refused the join made during the redis outage");
+        tracing::warn!(socket = %self.socket_id, session = %session_id, "unseated: after the redis outage, the stored session does not list this member");
         let responder = match vocabulary {
             Vocabulary::Legacy => Responder::legacy("join_session", &json!({ "sessionId": session_id })),
             Vocabulary::Enhanced => Responder::enhanced("session:join", None),

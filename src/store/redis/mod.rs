@@ -26,7 +26,7 @@ use async_trait::async_trait;
 use fred::prelude::{
     Client, ClientLike, HashesInterface, LuaInterface, PubsubInterface, SetsInterface, SortedSetsInterface,
 };
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 pub use connect::{CONNECT_TIMEOUT, builder, fred_config, init};
 pub use keys::Keys;
@@ -50,8 +50,9 @@ pub struct RedisStore {
     /// Sessions changed while Redis was unreachable, with what to write back when it returns.
     pending: Mutex<HashMap<String, outage::WriteBack>>,
     online: AtomicBool,
-    /// Taken by the write-back that is running, so only one runs at a time.
-    writing_back: AtomicBool,
+    /// Wakes the connection watcher to write back changes logged while Redis answers (see
+    /// [`outage`]): the write-back runs there, never on a socket's request.
+    write_back_wanted: Arc<Notify>,
     changes: broadcast::Sender<Session>,
     /// Sessions whose write-back after an outage refused some of this instance's changes.
     rewritten: broadcast::Sender<String>,
@@ -83,12 +84,12 @@ impl RedisStore {
             cache: Mutex::default(),
             pending: Mutex::default(),
             online: AtomicBool::new(true),
-            writing_back: AtomicBool::new(false),
+            write_back_wanted: Arc::default(),
             changes,
             rewritten,
         });
         telemetry::redis_connected(true);
-        tokio::spawn(watch::connection(Arc::downgrade(&store)));
+        tokio::spawn(watch::connection(Arc::downgrade(&store), store.write_back_wanted.clone()));
         tokio::spawn(watch::changes(Arc::downgrade(&store), subscriber));
         tracing::info!(redis = %place, "sessions are kept in Redis");
         Ok(store)
@@ -173,7 +174,7 @@ impl SessionStore for RedisStore {
         if self.awaits_write_back(session_id) {
             // Behind the outage's changes, in their log; written with them.
             let applied = self.apply_offline(session_id, command, now)?;
-            self.write_back_if_idle().await;
+            self.write_back_wanted.notify_one();
             return Ok(applied);
         }
         for _ in 0..MAX_ATTEMPTS {

@@ -12,7 +12,8 @@
 //!
 //! Until its log is in Redis, a session stays on the offline path even with Redis back: its
 //! changes go to the cache and the log, so they keep their order behind the outage's, and a
-//! member seated during the outage is not refused by Redis before its join is replayed.
+//! member seated during the outage is not refused by Redis before its join is replayed. The
+//! write-back itself runs in the connection watcher ([`super::watch::connection`]), one at a time.
 
 use std::{collections::HashMap, sync::atomic::Ordering};
 
@@ -59,24 +60,20 @@ impl WriteBack {
 
 /// How one session's write-back ended.
 enum Merged {
-    /// Written; `refused` counts the changes the stored session refused.
+    /// Written; `refused` holds why the stored session refused some changes.
     Written { session: Session, refused: Vec<CoreError> },
     /// Every change was refused or changed nothing: Redis keeps what it holds.
     Unchanged { stored: Option<Session>, refused: Vec<CoreError> },
+    /// Other instances kept writing first: the next pass writes the cached session whole.
+    Conflicting,
 }
 
-/// Whether `err` says Redis could not be reached (as opposed to a command Redis refused).
-fn is_connection_error(err: &fred::error::Error) -> bool {
-    matches!(
-        err.kind(),
-        ErrorKind::IO
-            | ErrorKind::Timeout
-            | ErrorKind::Canceled
-            | ErrorKind::Routing
-            | ErrorKind::Backpressure
-            | ErrorKind::Cluster
-            | ErrorKind::Sentinel
-    )
+/// Whether Redis refused the command itself, so that sending it again cannot help (a key of the
+/// wrong type, a script it cannot run). Anything else (a lost connection, a timeout, and the
+/// server's passing states: `LOADING` after a restart, `READONLY` after a failover, `BUSY`, `OOM`)
+/// is retried once Redis answers again.
+fn is_permanent(err: &fred::error::Error) -> bool {
+    matches!(err.kind(), ErrorKind::InvalidArgument | ErrorKind::InvalidCommand | ErrorKind::Parse)
 }
 
 impl RedisStore {
@@ -119,20 +116,7 @@ impl RedisStore {
         if !self.online.swap(true, Ordering::Relaxed) {
             tracing::info!("redis reachable again");
         }
-        self.write_back_if_idle().await;
-    }
-
-    /// Runs the write-back unless one is running already. A change logged just as a running one
-    /// finishes its last pass finds the flag still taken and leaves its entry behind: the runner
-    /// looks again after letting go of the flag, so no entry is left waiting for the next outage.
-    pub(super) async fn write_back_if_idle(&self) {
-        while !self.writing_back.swap(true, Ordering::AcqRel) {
-            self.write_back().await;
-            self.writing_back.store(false, Ordering::Release);
-            if !self.online.load(Ordering::Relaxed) || self.pending().is_empty() {
-                break;
-            }
-        }
+        self.write_back().await;
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, WriteBack>> {
@@ -151,7 +135,8 @@ impl RedisStore {
 
     /// Writes back every session changed during the outage, including changes made to them while
     /// this runs, until none is left or Redis goes away again (then it resumes at the reconnect).
-    async fn write_back(&self) {
+    /// Only the connection watcher calls it, so one runs at a time.
+    pub(super) async fn write_back(&self) {
         let mut written = 0;
         'passes: while self.online.load(Ordering::Relaxed) {
             let ids: Vec<String> = self.pending().keys().cloned().collect();
@@ -162,7 +147,7 @@ impl RedisStore {
                 match self.write_back_session(&id).await {
                     Ok(true) => written += 1,
                     Ok(false) => {}
-                    Err(err) if is_connection_error(&err) => {
+                    Err(err) if !is_permanent(&err) => {
                         tracing::warn!(session = %id, %err, "write-back interrupted; it resumes when redis answers");
                         self.went_offline(&err.to_string());
                         break 'passes;
@@ -193,11 +178,18 @@ impl RedisStore {
             Some(log) => self.replay(id, log).await?,
             None => self.overwrite(id).await?,
         };
-        self.settle(id, extent);
         let (session, refused, written) = match merged {
             Merged::Written { session, refused } => (Some(session), refused, true),
             Merged::Unchanged { stored, refused } => (stored, refused, false),
+            Merged::Conflicting => {
+                tracing::error!(session = %id, "write-back kept conflicting; the cached session will be written whole");
+                if let Some(write_back) = self.pending().get_mut(id) {
+                    *write_back = WriteBack::Overwrite { changes: write_back.extent() };
+                }
+                return Ok(false);
+            }
         };
+        self.settle(id, extent);
         if !refused.is_empty() {
             let reasons: Vec<String> = refused.iter().map(ToString::to_string).collect();
             tracing::warn!(
@@ -256,8 +248,7 @@ impl RedisStore {
                 return Ok(Merged::Written { session: merged, refused });
             }
         }
-        tracing::error!(session = %id, "write-back kept conflicting; the cached session is written whole");
-        self.overwrite(id).await
+        Ok(Merged::Conflicting)
     }
 
     /// Writes the cached session over whatever Redis holds.
@@ -286,8 +277,9 @@ impl RedisStore {
 
     /// The session as merged (`None`: Redis has none) becomes this instance's copy, with any
     /// changes logged since the write-back began on top, and its streams follow it. When the
-    /// stored session refused some of this instance's changes, the gateway hears that the session
-    /// was rewritten, to unseat members the merge left without a seat.
+    /// stored session refused some of this instance's changes, or lacks members this instance's
+    /// copy had (another instance unseated them while this one was cut off), the gateway hears
+    /// that the session was rewritten, to unseat the members it no longer lists.
     fn follow_merged(&self, id: &str, merged: Option<Session>, some_refused: bool) {
         // Cache, then log: the order `apply_offline` takes them in.
         let mut cache = self.cache();
@@ -305,6 +297,12 @@ impl RedisStore {
         }
         drop(pending);
         let differs = cache.get(id) != slot.as_ref();
+        let lost_members = cache.get(id).is_some_and(|cached| {
+            cached
+                .members
+                .iter()
+                .any(|member| slot.as_ref().is_none_or(|merged| merged.member(&member.socket_id).is_none()))
+        });
         match &slot {
             Some(session) => cache.insert(id.to_owned(), session.clone()),
             None => cache.remove(id),
@@ -313,7 +311,7 @@ impl RedisStore {
         if let Some(session) = slot.filter(|_| differs) {
             self.changes.send(session).ok();
         }
-        if some_refused {
+        if some_refused || lost_members {
             self.rewritten.send(id.to_owned()).ok();
         }
     }

@@ -1,13 +1,13 @@
 //! The store's two background watchers: the connection (offline on errors, back online with the
 //! write-back) and the change channel (other instances' changes into the cache and on to streams).
 
-use std::sync::{Weak, atomic::Ordering};
+use std::sync::{Arc, Weak, atomic::Ordering};
 
 use fred::{
     clients::SubscriberClient,
     prelude::{ClientLike, EventInterface},
 };
-use tokio::sync::broadcast;
+use tokio::sync::{Notify, broadcast};
 
 use super::RedisStore;
 
@@ -16,7 +16,9 @@ const PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Follows the connection: offline on errors, and back online (with the write-back) on a
 /// reconnect or, for a connection that stalled without dropping, when a probe answers.
-pub(super) async fn connection(store: Weak<RedisStore>) {
+/// Every write-back runs here, one at a time: after a reconnect, after a probe that answers, and
+/// when a change was logged for a session still waiting for its write-back (`write_back_wanted`).
+pub(super) async fn connection(store: Weak<RedisStore>, write_back_wanted: Arc<Notify>) {
     let Some((mut errors, mut reconnects)) = store.upgrade().map(|s| (s.client.error_rx(), s.client.reconnect_rx()))
     else {
         return;
@@ -34,6 +36,12 @@ pub(super) async fn connection(store: Weak<RedisStore>) {
                 (Err(broadcast::error::RecvError::Lagged(_)), Some(_)) => {}
                 _ => return,
             },
+            () = write_back_wanted.notified() => {
+                let Some(store) = store.upgrade() else { return };
+                if store.online.load(Ordering::Relaxed) {
+                    store.write_back().await;
+                }
+            }
             _ = probe.tick() => {
                 let Some(store) = store.upgrade() else { return };
                 if !store.online.load(Ordering::Relaxed) && store.client.ping::<String>(None).await.is_ok() {
