@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# System packages the tests use, installed in one go when missing: redis-server (Redis tests),
-# chromium (the browser test), nginx and prometheus (nginx -t, promtool), python3-yaml (compose).
+# System packages the tests use, installed in one go when missing: redis-server and redis-cli
+# (Redis tests), chromium (the browser test), nginx and prometheus (nginx -t, promtool),
+# python3-yaml (compose).
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v chromium >/dev/null || missing+=(chromium)
 command -v nginx >/dev/null || missing+=(nginx)
 command -v promtool >/dev/null || missing+=(prometheus)
