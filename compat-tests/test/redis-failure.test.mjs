@@ -204,6 +204,68 @@ describe("Redis failures", { concurrency: true }, () => {
     await assertLive(B);
   });
 
+  test("a band split by an outage over two instances: both sides' changes are merged when Redis returns, nobody's seat is lost", async (t) => {
+    const redis = own(await startRedis());
+    const env = redisEnv(redis, keyPrefix());
+    const A = own(await startServer(env));
+    const B = own(await startServer(env));
+    const S = sid("split");
+    const LA = await connect(A.url);
+    const FB = await connect(B.url);
+    await join(LA, S, { displayName: "LA" });
+    await join(FB, S, { displayName: "FB" });
+    const [JA, JB] = [await connect(A.url), await connect(B.url)];
+
+    redis.pause();
+    try {
+      // Each instance serves the band from its own copy: a newcomer on each side, a tempo change
+      // on A's side, a message on B's side (the first command on each waits for Redis's timeout).
+      LA.emit("set_tempo", { sessionId: S, tempo: 140 });
+      await waitFor(LA, "snapshot", { tempo: 140 }, 4000);
+      const onA = await join(JA, S, { displayName: "JA" }, 4000);
+      FB.emit("update_message", { sessionId: S, message: "from B's side" });
+      await waitFor(FB, "snapshot", { message: "from B's side" }, 4000);
+      const onB = await join(JB, S, { displayName: "JB" }, 4000);
+      assert.deepEqual(onA.members.map((m) => m.socketId).sort(), [LA.id, FB.id, JA.id].sort(), "A's copy");
+      assert.deepEqual(onB.members.map((m) => m.socketId).sort(), [LA.id, FB.id, JB.id].sort(), "B's copy");
+    } finally {
+      redis.resume();
+    }
+
+    // Once both have written back, either instance shows the union of what both sides did (a
+    // probe joins through each; an idempotent re-join re-sends the state).
+    const seated = [LA.id, FB.id, JA.id, JB.id];
+    const probes = [];
+    for (const [name, s] of [
+      ["A", A],
+      ["B", B],
+    ]) {
+      await pollHttp(`${s.url}/health`, (r) => r.body?.redis === "connected", 6000);
+      const probe = await connect(s.url);
+      probes.push(probe);
+      const expected = [...seated, ...probes.map((p) => p.id)].sort();
+      const members = (state) => state.members.map((m) => m.socketId).sort();
+      let seen = await join(probe, S, { displayName: `probe ${name}` }, 3000);
+      for (const deadline = Date.now() + 8000; Date.now() < deadline; ) {
+        if (JSON.stringify(members(seen)) === JSON.stringify(expected) && seen.message === "from B's side") break;
+        await sleep(700); // joins are limited to 2 a second
+        seen = await join(probe, S, {}, 3000);
+      }
+      assert.deepEqual(members(seen), expected, `members seen through ${name}`);
+      assert.equal(seen.tempo, 140, `tempo seen through ${name}`);
+      assert.equal(seen.message, "from B's side", `message seen through ${name}`);
+    }
+    // Nobody was unseated, and the band works across the instances again.
+    mark(JA, JB);
+    LA.emit("set_tempo", { sessionId: S, tempo: 120 });
+    await waitFor(JB, "snapshot", { tempo: 120 }, 3000);
+    await waitFor(JA, "snapshot", { tempo: 120 }, 3000);
+    await expectNo(JA, "error", 100);
+    await expectNo(JB, "error", 100);
+    for (const c of [LA, FB, JA, JB, ...probes]) c.close();
+    await assertLive(A, B);
+  });
+
   test("a join made during an outage to a locked session the instance never saw: refused when Redis returns, the joiner is unseated and hears the session no more", async (t) => {
     const redis = own(await startRedis());
     const env = redisEnv(redis, keyPrefix());
