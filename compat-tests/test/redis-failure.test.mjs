@@ -1,8 +1,9 @@
 // Failures of a Redis-backed service: an instance restarted after kill -9 (sessions survive, clients
 // reconnect by themselves), an instance lost for good (its members leave the sessions on the others),
-// and a Redis outage (SIGSTOP for 10 s: instances keep serving their own sockets, report degraded, log
-// it once, and write the changes back when Redis returns). The three scenarios use separate Redis
-// servers and instances and run concurrently.
+// and Redis outages (SIGSTOP: instances keep serving their own sockets, report degraded, log it once,
+// and when Redis returns merge what each did into the stored sessions: a band split over two
+// instances keeps both sides' changes, a join the stored session refuses is undone). The scenarios
+// use separate Redis servers and instances and run concurrently.
 import { describe, test, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, httpGet, sleep } from "../lib/server.mjs";
