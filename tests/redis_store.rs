@@ -7,7 +7,9 @@ use std::{sync::Arc, time::Duration};
 
 use bandsync_server::{
     config::Config,
-    core::{Action, Command, CoreError, Creation, Joiner, Passcode, SessionSetup, TempoAnnouncement, Vocabulary},
+    core::{
+        Action, Command, CoreError, Creation, Joiner, LeaveCause, Passcode, SessionSetup, TempoAnnouncement, Vocabulary,
+    },
     store::{Backend, RedisStore, SessionStore},
 };
 use support::redis::RedisServer;
@@ -275,6 +277,38 @@ async fn members_another_instance_unseated_during_the_outage_are_announced_for_a
     // Nothing was refused, but alice lost her seat: the gateway must hear of the session.
     let announced = tokio::time::timeout(Duration::from_secs(5), rewritten.recv()).await;
     assert_eq!(announced.expect("announced in time").unwrap(), "gig");
+}
+
+#[tokio::test]
+async fn a_write_back_whose_answer_was_lost_is_not_replayed_twice() {
+    let redis = RedisServer::start(None);
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
+    let mut config_a = config(&redis);
+    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
+    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
+
+    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.backend() != Backend::Disconnected {
+        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    a.apply("gig", &command("alice", Action::Leave(LeaveCause::Left)), 3).await.expect("served from the cache");
+    // Writes wait 6 s: `a`'s replay is sent, its answer times out after 2 s, and Redis writes it
+    // when the pause ends.
+    redis.cli(&["CLIENT", "PAUSE", "6000", "WRITE"]);
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    written_back(&a).await;
+
+    let seated: Vec<String> =
+        b.get("gig").await.unwrap().expect("stored").members.into_iter().map(|m| m.socket_id).collect();
+    assert_eq!(seated, ["bob"]);
+    // Replayed a second time, alice's leave would have been refused (she was gone): nothing was.
+    assert!(rewritten.try_recv().is_err(), "the write whose answer was lost was replayed again");
 }
 
 #[tokio::test]

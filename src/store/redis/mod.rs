@@ -16,9 +16,10 @@ mod watch;
 
 use std::{
     collections::HashMap,
+    hash::{BuildHasher, RandomState},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
 };
 
@@ -50,6 +51,9 @@ pub struct RedisStore {
     /// Sessions changed while Redis was unreachable, with what to write back when it returns.
     pending: Mutex<HashMap<String, outage::WriteBack>>,
     online: AtomicBool,
+    /// Numbers write-back attempts, from a random start so that a restarted instance does not
+    /// repeat the tokens of its previous life ([`outage`]).
+    write_back_attempts: AtomicU64,
     /// Wakes the connection watcher to write back changes logged while Redis answers (see
     /// [`outage`]): the write-back runs there, never on a socket's request.
     write_back_wanted: Arc<Notify>,
@@ -84,6 +88,7 @@ impl RedisStore {
             cache: Mutex::default(),
             pending: Mutex::default(),
             online: AtomicBool::new(true),
+            write_back_attempts: AtomicU64::new(RandomState::new().hash_one(std::time::SystemTime::now())),
             write_back_wanted: Arc::default(),
             changes,
             rewritten,
@@ -93,6 +98,11 @@ impl RedisStore {
         tokio::spawn(watch::changes(Arc::downgrade(&store), subscriber));
         tracing::info!(redis = %place, "sessions are kept in Redis");
         Ok(store)
+    }
+
+    /// A token no other write-back attempt of any instance carries.
+    fn write_back_token(&self) -> String {
+        format!("{}/{:x}", self.server_id, self.write_back_attempts.fetch_add(1, Ordering::Relaxed))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {

@@ -17,7 +17,10 @@
 
 use std::{collections::HashMap, sync::atomic::Ordering};
 
-use fred::{error::ErrorKind, prelude::LuaInterface};
+use fred::{
+    error::ErrorKind,
+    prelude::{HashesInterface, LuaInterface},
+};
 
 use super::{MAX_ATTEMPTS, RedisStore, scripts};
 use crate::{
@@ -41,18 +44,29 @@ pub(super) struct LoggedChange {
 /// What a session needs written back.
 #[derive(Debug)]
 pub(super) enum WriteBack {
-    /// Replay these changes onto the stored session.
-    Replay(Vec<LoggedChange>),
+    /// Replay these changes onto the stored session; `unanswered` is a replay sent without an
+    /// answer coming back.
+    Replay { log: Vec<LoggedChange>, unanswered: Option<Attempt> },
     /// Too many changes to keep: write the cached session as it is. Counts the changes made to
     /// it, so that one made during the write itself is not taken as written.
     Overwrite { changes: usize },
+}
+
+/// A replay sent to Redis whose answer was lost (a timeout, a dropped connection): Redis may have
+/// written it. Replaying the same changes again on top of them could undo what another instance
+/// changed since, so the next pass first asks Redis whether the session carries this token.
+#[derive(Debug, Clone)]
+pub(super) struct Attempt {
+    token: String,
+    /// The changes of the log it covered.
+    extent: usize,
 }
 
 impl WriteBack {
     /// How much of the log there is: what a write-back has covered once it succeeds.
     fn extent(&self) -> usize {
         match self {
-            Self::Replay(log) => log.len(),
+            Self::Replay { log, .. } => log.len(),
             Self::Overwrite { changes } => *changes,
         }
     }
@@ -93,12 +107,13 @@ impl RedisStore {
         if applied.changed {
             cache.insert(id.to_owned(), applied.session.clone());
             let mut pending = self.pending();
-            let write_back = pending.entry(id.to_owned()).or_insert_with(|| WriteBack::Replay(Vec::new()));
+            let write_back =
+                pending.entry(id.to_owned()).or_insert_with(|| WriteBack::Replay { log: Vec::new(), unanswered: None });
             match write_back {
-                WriteBack::Replay(log) if log.len() < MAX_LOGGED_CHANGES => {
+                WriteBack::Replay { log, .. } if log.len() < MAX_LOGGED_CHANGES => {
                     log.push(LoggedChange { command: command.clone(), now });
                 }
-                WriteBack::Replay(log) => {
+                WriteBack::Replay { log, .. } => {
                     tracing::warn!(
                         session = %id,
                         "too many changes during the outage to replay; the cached session will be written back whole"
@@ -169,13 +184,36 @@ impl RedisStore {
     /// Writes back one session's changes; true when Redis was changed. The session leaves the
     /// list only once its changes are in Redis.
     async fn write_back_session(&self, id: &str) -> Result<bool, fred::error::Error> {
-        let (log, extent) = match self.pending().get(id) {
-            Some(WriteBack::Replay(log)) => (Some(log.clone()), log.len()),
-            Some(overwrite) => (None, overwrite.extent()),
-            None => return Ok(false),
+        let unanswered = match self.pending().get(id) {
+            Some(WriteBack::Replay { unanswered, .. }) => unanswered.clone(),
+            _ => None,
         };
-        let merged = match &log {
-            Some(log) => self.replay(id, log).await?,
+        if let Some(attempt) = unanswered {
+            let written: Option<String> = self.client.hget(self.keys.session(id), "writeback").await?;
+            if written.as_deref() == Some(attempt.token.as_str()) {
+                // It was written: those changes are done, the rest (if any) goes in the next pass.
+                self.settle(id, attempt.extent);
+                let (stored, _) = self.load(id).await?;
+                self.follow_merged(id, stored, false);
+                return Ok(true);
+            }
+        }
+        // The changes to replay with this attempt's token, or `None` to write the cache whole.
+        let (replay, extent) = {
+            let mut pending = self.pending();
+            match pending.get_mut(id) {
+                Some(WriteBack::Replay { log, unanswered }) => {
+                    let token = self.write_back_token();
+                    // Kept until the answer comes: if it is lost, the next pass asks first.
+                    *unanswered = Some(Attempt { token: token.clone(), extent: log.len() });
+                    (Some((log.clone(), token)), log.len())
+                }
+                Some(overwrite) => (None, overwrite.extent()),
+                None => return Ok(false),
+            }
+        };
+        let merged = match &replay {
+            Some((log, token)) => self.replay(id, log, token).await?,
             None => self.overwrite(id).await?,
         };
         let (session, refused, written) = match merged {
@@ -210,8 +248,9 @@ impl RedisStore {
         let Some(write_back) = pending.get_mut(id) else { return };
         if write_back.extent() <= extent {
             pending.remove(id);
-        } else if let WriteBack::Replay(log) = write_back {
+        } else if let WriteBack::Replay { log, unanswered } = write_back {
             log.drain(..extent);
+            *unanswered = None;
         } else {
             *write_back = WriteBack::Overwrite { changes: write_back.extent() - extent };
         }
@@ -219,7 +258,7 @@ impl RedisStore {
 
     /// Applies `log` to the stored session under compare-and-set, redoing it if another instance
     /// writes first.
-    async fn replay(&self, id: &str, log: &[LoggedChange]) -> Result<Merged, fred::error::Error> {
+    async fn replay(&self, id: &str, log: &[LoggedChange], token: &str) -> Result<Merged, fred::error::Error> {
         for _ in 0..MAX_ATTEMPTS {
             let (stored, rev) = self.load(id).await?;
             let mut slot = stored.clone();
@@ -241,7 +280,7 @@ impl RedisStore {
             };
             let written: i64 = self
                 .client
-                .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev.clone(), json])
+                .eval(scripts::WRITE_BACK, vec![self.keys.session(id)], vec![rev.clone(), json, token.to_owned()])
                 .await?;
             if written == 1 {
                 self.index_written(&merged, rev == "0").await;
@@ -286,7 +325,7 @@ impl RedisStore {
         let pending = self.pending();
         let mut slot = merged;
         match pending.get(id) {
-            Some(WriteBack::Replay(newer)) => {
+            Some(WriteBack::Replay { log: newer, .. }) => {
                 for change in newer {
                     apply_to_slot(&mut slot, id, &change.command, change.now).ok();
                 }
