@@ -14,7 +14,10 @@ use bandsync_server::{
         invariants::violations,
         timeline::{MAX_TEMPO, MIN_TEMPO},
     },
-    protocol::{self, Limits, Scene, enhanced, legacy, validate::MAX_FADE_MS},
+    protocol::{
+        self, Limits, Scene, enhanced, legacy,
+        validate::{MAX_FADE_MS, MAX_POSITION_MS},
+    },
 };
 use serde_json::{Value, json};
 
@@ -71,7 +74,7 @@ fn check_action(action: &Action, limits: Limits) {
         }
         Action::Start { tempo, .. } => tempo.iter().for_each(|t| check_tempo(*t)),
         Action::Seek { position } | Action::PositionSync { position, .. } | Action::PositionReport { position, .. } => {
-            assert!(position.is_finite() && *position >= 0.0, "position {position} passed validation");
+            assert!((0.0..=MAX_POSITION_MS).contains(position), "position {position} passed validation");
         }
         Action::UpdateMessage { message } | Action::Chat { message, .. } => {
             assert!(message.chars().count() <= limits.max_message, "message of {} chars", message.chars().count());

@@ -11,6 +11,11 @@ use crate::core::{CoreError, Passcode};
 pub use crate::core::timeline::{MAX_TEMPO, MIN_TEMPO};
 /// Longest fade or ramp accepted, in milliseconds.
 pub const MAX_FADE_MS: f64 = 600_000.0;
+/// Furthest song position accepted (24 hours), in milliseconds, and the largest beat position.
+/// Past some point the beat count a position implies stops being a number JSON can carry (a
+/// position of 1e307 ms is an infinite beat), and a stored session holding one could not be read
+/// back; no song is a day long.
+pub const MAX_POSITION_MS: f64 = 86_400_000.0;
 
 fn invalid(message: String) -> CoreError {
     CoreError::Validation(message)
@@ -113,11 +118,14 @@ impl<'a> Fields<'a> {
         Ok(tempo)
     }
 
-    /// A song position in milliseconds: zero or more.
+    /// A song position in milliseconds (or a beat position): from zero to [`MAX_POSITION_MS`].
     pub fn position(&self, name: &str) -> Result<f64, CoreError> {
         let position = self.number(name)?;
         if position < 0.0 {
             return Err(invalid(format!("{name} must not be negative, got {position}")));
+        }
+        if position > MAX_POSITION_MS {
+            return Err(invalid(format!("{name} must be at most {MAX_POSITION_MS} (24 hours in ms), got {position}")));
         }
         Ok(position)
     }
@@ -189,8 +197,11 @@ mod tests {
     }
 
     #[test]
-    fn positions_are_never_negative() {
+    fn positions_are_between_zero_and_a_day() {
         assert!(fields(&json!({"p": -1})).unwrap().position("p").is_err());
         assert_eq!(fields(&json!({"p": 0})).unwrap().position("p").unwrap(), 0.0);
+        assert_eq!(fields(&json!({"p": 86_400_000})).unwrap().position("p").unwrap(), MAX_POSITION_MS);
+        let far = fields(&json!({"p": 1e307})).unwrap().position("p").unwrap_err().to_string();
+        assert!(far.contains("at most 86400000"), "{far}");
     }
 }
