@@ -5,6 +5,10 @@ use std::sync::Mutex;
 
 /// Weight of the newest sample in the moving averages: about the last 20 samples count.
 const SMOOTHING: f64 = 0.1;
+/// Largest drift a position report counts with. A report further off than this is a member
+/// elsewhere in the song (or a made-up position), which one sample must not let dominate the
+/// average for minutes.
+const MAX_DRIFT_SAMPLE_MS: f64 = 60_000.0;
 
 #[derive(Debug, Default)]
 pub struct SyncStats {
@@ -28,7 +32,7 @@ impl SyncStats {
 
     /// How far a member's reported position was from the timeline (the sign is ignored).
     pub fn record_drift(&self, drift_ms: f64) {
-        blend(&self.drift_ms, drift_ms.abs());
+        blend(&self.drift_ms, drift_ms.abs().min(MAX_DRIFT_SAMPLE_MS));
     }
 
     /// Average latency in ms, 0 before the first sample.
@@ -56,5 +60,8 @@ mod tests {
         assert!((stats.latency() - 50.0).abs() < 1e-9);
         stats.record_drift(-30.0);
         assert_eq!(stats.drift(), 30.0);
+        // A report a day off moves the average by one bounded sample, not by hours.
+        stats.record_drift(86_400_000.0);
+        assert!((stats.drift() - (30.0 + 0.1 * (60_000.0 - 30.0))).abs() < 1e-9);
     }
 }

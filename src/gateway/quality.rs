@@ -12,7 +12,8 @@ pub struct Quality {
     pong_count: u64,
     /// Pings still unanswered when the next one was sent.
     timeouts: u64,
-    awaiting_pong: bool,
+    /// When the ping still unanswered was sent.
+    awaiting_pong: Option<Millis>,
     latency: Option<f64>,
 }
 
@@ -21,23 +22,25 @@ const REPORT_EVERY_PONGS: u64 = 5;
 
 impl Quality {
     pub fn new(connected_at: Millis) -> Self {
-        Self { connected_at, ping_count: 0, pong_count: 0, timeouts: 0, awaiting_pong: false, latency: None }
+        Self { connected_at, ping_count: 0, pong_count: 0, timeouts: 0, awaiting_pong: None, latency: None }
     }
 
-    pub fn ping_sent(&mut self) {
-        if self.awaiting_pong {
+    pub fn ping_sent(&mut self, now: Millis) {
+        if self.awaiting_pong.is_some() {
             self.timeouts += 1;
         }
         self.ping_count += 1;
-        self.awaiting_pong = true;
+        self.awaiting_pong = Some(now);
     }
 
-    /// Records a pong echoing `timestamp`; true when a report is due.
-    pub fn pong_received(&mut self, timestamp: f64, now: Millis) -> bool {
-        self.latency = Some((now as f64 - timestamp).max(0.0));
+    /// Records the pong to the ping in flight: the round trip is timed from when the server sent
+    /// that ping, not from the timestamp the client echoes, which the client could make up. A pong
+    /// with no ping in flight is ignored. `Some(report_due)` when counted.
+    pub fn pong_received(&mut self, now: Millis) -> Option<bool> {
+        let sent_at = self.awaiting_pong.take()?;
+        self.latency = Some((now - sent_at).max(0) as f64);
         self.pong_count += 1;
-        self.awaiting_pong = false;
-        self.pong_count.is_multiple_of(REPORT_EVERY_PONGS)
+        Some(self.pong_count.is_multiple_of(REPORT_EVERY_PONGS))
     }
 
     pub fn latency(&self) -> Option<f64> {
@@ -86,12 +89,13 @@ mod tests {
     fn unknown_until_a_pong_then_graded_by_latency_and_loss() {
         let mut q = Quality::new(0);
         assert_eq!(q.report("s", 10)["quality"], "unknown");
-        q.ping_sent();
-        assert!(!q.pong_received(1_000.0, 1_030));
+        q.ping_sent(1_000);
+        assert_eq!(q.pong_received(1_030), Some(false));
+        assert_eq!(q.report("s", 2_000)["latency"], 30.0);
         assert_eq!(q.report("s", 2_000)["quality"], "excellent");
-        q.ping_sent();
-        q.ping_sent(); // the previous one went unanswered
-        q.pong_received(2_000.0, 2_150);
+        q.ping_sent(2_000);
+        q.ping_sent(2_000); // the previous one went unanswered
+        q.pong_received(2_150);
         let report = q.report("s", 3_000);
         assert_eq!(report["timeouts"], 1);
         assert_eq!(report["packetLoss"], 33.33);
@@ -100,9 +104,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pong_without_a_ping_in_flight_counts_for_nothing() {
+        let mut q = Quality::new(0);
+        assert_eq!(q.pong_received(5_000), None);
+        q.ping_sent(6_000);
+        assert!(q.pong_received(6_040).is_some());
+        assert_eq!(q.pong_received(6_050), None, "one pong per ping");
+        let report = q.report("s", 7_000);
+        assert_eq!((report["pongCount"].as_u64(), report["latency"].as_f64()), (Some(1), Some(40.0)));
+    }
+
+    #[test]
     fn every_fifth_pong_asks_for_a_report() {
         let mut q = Quality::new(0);
-        let due: Vec<bool> = (0..10).map(|i| q.pong_received(i as f64, i)).collect();
+        let due: Vec<bool> = (0..10)
+            .map(|i| {
+                q.ping_sent(i * 100);
+                q.pong_received(i * 100 + 5).expect("a ping is in flight")
+            })
+            .collect();
         assert_eq!(due.iter().filter(|d| **d).count(), 2);
         assert!(due[4] && due[9]);
     }

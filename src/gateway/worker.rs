@@ -85,6 +85,9 @@ pub async fn run<A: Adapter>(
                 Some(Inbound::CheckSeat(session_id)) => Box::pin(worker.check_seat(&session_id)).await,
                 Some(Inbound::Disconnected(reason)) => {
                     Box::pin(worker.unseat(LeaveCause::Disconnected(reason.to_owned()))).await;
+                    // Socket.IO took the socket out of its rooms when it closed; an event queued
+                    // before the close may have joined one since (`metrics:subscribe`).
+                    worker.socket.leave_all();
                     worker.app.connections.closed();
                     telemetry::connection_closed(worker.transport);
                     break;
@@ -125,11 +128,23 @@ impl<A: Adapter> Worker<A> {
         responder.refuse(&self.socket, err);
     }
 
-    /// Leaves the current session, if any (on disconnect).
+    /// Leaves the current session, if any (on disconnect). A leave the store refuses (it no
+    /// longer lists the member: another instance unseated it) still ends the seat here.
     async fn unseat(&mut self, cause: LeaveCause) {
         let Some(seat) = self.seat.clone() else { return };
         let responder = Responder::legacy("disconnect", &Value::Null);
         self.execute(&seat.session_id, Action::Leave(cause), responder, |_, _| Value::Null).await;
+        self.drop_seat(&seat.session_id);
+    }
+
+    /// Stops listening to `session_id`'s rooms and, when seated there, ends the seat.
+    fn drop_seat(&mut self, session_id: &str) {
+        self.socket.leave(rooms::session(session_id, Vocabulary::Legacy));
+        self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
+        if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
+            self.seat = None;
+            telemetry::member_seated(-1.0);
+        }
     }
 
     /// Seats the socket in `session_id` (a join action), then leaves the session it sat in before,
@@ -151,9 +166,11 @@ impl<A: Adapter> Worker<A> {
         };
         let session = self.execute(session_id, join, responder, answer).await?;
         if let SeatChange::Move { leave } = change {
-            // A failure only means there was nothing left to leave.
+            // A failure only means there was nothing left to leave; the rooms are left either way.
             let command = Command { by: self.socket_id.clone(), action: Action::Leave(LeaveCause::Left) };
-            self.apply_and_announce(&leave, command, None, |_, _| Value::Null).await.ok();
+            if self.apply_and_announce(&leave, command, None, |_, _| Value::Null).await.is_err() {
+                self.drop_seat(&leave);
+            }
         }
         Some(session)
     }
@@ -293,13 +310,8 @@ impl<A: Adapter> Worker<A> {
                 self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
             }
             Action::Leave(cause) => {
-                self.socket.leave(rooms::session(session_id, Vocabulary::Legacy));
-                self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?cause, members = session.members.len(), "left");
-                if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
-                    self.seat = None;
-                    telemetry::member_seated(-1.0);
-                }
+                self.drop_seat(session_id);
             }
             _ => {}
         }
@@ -317,10 +329,7 @@ impl<A: Adapter> Worker<A> {
         if stored.is_some_and(|session| session.members.iter().any(|m| m.socket_id == self.socket_id)) {
             return;
         }
-        self.socket.leave(rooms::session(session_id, Vocabulary::Legacy));
-        self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
-        self.seat = None;
-        telemetry::member_seated(-1.0);
+        self.drop_seat(session_id);
         tracing::warn!(socket = %self.socket_id, session = %session_id, "unseated: after the redis outage, the stored session does not list this member");
         let responder = match vocabulary {
             Vocabulary::Legacy => Responder::legacy("join_session", &json!({ "sessionId": session_id })),
@@ -330,7 +339,7 @@ impl<A: Adapter> Worker<A> {
     }
 
     fn ping(&mut self) {
-        self.quality.ping_sent();
+        self.quality.ping_sent(now_ms());
         self.emit("ping", &json!({ "timestamp": now_ms() }));
     }
 
