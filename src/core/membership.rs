@@ -48,18 +48,25 @@ fn new_session(id: &str, setup: &SessionSetup, creator: Option<&str>, now: Milli
     session
 }
 
-/// Whether `joiner` may take a seat as far as the passcode goes: a seated member needs none, a
-/// locked session the right one.
+/// Whether `joiner` may take a seat in the session as it stands: a seated member keeps its own; a
+/// newcomer needs the passcode of a locked session, and a free seat.
 pub fn admits(session: &Session, by: &str, joiner: &Joiner) -> Result<(), CoreError> {
-    let Some(stored) = &session.passcode_digest else { return Ok(()) };
     if session.member(by).is_some() {
         return Ok(());
     }
-    match &joiner.passcode {
-        None => Err(CoreError::Unauthorized("This session needs a passcode")),
-        Some(offered) if !offered.unlocks(&session.id, stored) => Err(CoreError::Unauthorized("Wrong passcode")),
-        Some(_) => Ok(()),
+    if let Some(stored) = &session.passcode_digest {
+        match &joiner.passcode {
+            None => return Err(CoreError::Unauthorized("This session needs a passcode")),
+            Some(offered) if !offered.unlocks(&session.id, stored) => {
+                return Err(CoreError::Unauthorized("Wrong passcode"));
+            }
+            Some(_) => {}
+        }
     }
+    if session.is_full() {
+        return Err(CoreError::SessionFull { max: session.max_members });
+    }
+    Ok(())
 }
 
 pub(super) fn join(
@@ -73,9 +80,6 @@ pub(super) fn join(
         return Ok(vec![Outcome::SnapshotToSender]);
     }
     admits(session, by, joiner)?;
-    if session.is_full() {
-        return Err(CoreError::SessionFull { max: session.max_members });
-    }
     let display_name = joiner.display_name.clone().unwrap_or_else(|| default_display_name(by));
     let display_name = display_name.as_str();
     session.members.push(Member {

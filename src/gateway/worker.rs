@@ -243,7 +243,8 @@ impl<A: Adapter> Worker<A> {
         let joining_room = match &command.action {
             Action::Join { joiner, .. } if self.seat.as_ref().is_none_or(|s| s.session_id != session_id) => {
                 // With Redis, other instances broadcast into the room while the join is stored:
-                // someone without the passcode must not hear a locked session even that long.
+                // someone without the passcode, or without a free seat, must not hear the session
+                // even that long.
                 if app.store.backend() != Backend::Embedded
                     && let Ok(Some(session)) = app.store.get(session_id).await
                     && let Err(err) = membership::admits(&session, &command.by, joiner)

@@ -144,7 +144,11 @@ impl RedisStore {
         if written == 0 {
             return Ok(None);
         }
-        self.index(&applied.session, created).await.map_err(ApplyFailure::Redis)?;
+        // The change is stored: a failed index must not make it look refused, nor have it
+        // applied again offline. The activity index catches up at the session's next change.
+        if let Err(err) = self.index(&applied.session, created).await {
+            tracing::warn!(session = %id, %err, "written, but not indexed");
+        }
         Ok(Some(applied))
     }
 
