@@ -280,6 +280,45 @@ async fn members_another_instance_unseated_during_the_outage_are_announced_for_a
 }
 
 #[tokio::test]
+async fn after_being_cut_off_an_instance_catches_up_with_what_it_did_not_hear() {
+    let redis = RedisServer::start(None);
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
+    let mut config_a = config(&redis);
+    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
+    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
+
+    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while a.backend() != Backend::Disconnected {
+        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // `a` changes nothing; `b` takes it for lost and unseats alice, then changes the tempo.
+    let evict = Action::Evict { sockets: vec!["alice".into()], reason: "instance lost".into() };
+    b.apply("gig", &command("server", evict), 3).await.unwrap();
+    let tempo = Action::SetTempo { tempo: 90.0, announcement: TempoAnnouncement::Silent, ramp_ms: 0.0 };
+    b.apply("gig", &command("bob", tempo), 4).await.unwrap();
+
+    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    let announced = tokio::time::timeout(Duration::from_secs(10), rewritten.recv()).await;
+    assert_eq!(announced.expect("alice's lost seat announced").unwrap(), "gig");
+    // `a`'s own copy caught up: cut off again, it serves what `b` did.
+    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
+    while a.backend() != Backend::Disconnected {
+        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(10), "instance a was not cut off again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let copy = a.get("gig").await.unwrap().expect("cached");
+    let seated: Vec<&str> = copy.members.iter().map(|m| m.socket_id.as_str()).collect();
+    assert_eq!((seated, copy.timeline.tempo), (vec!["bob"], 90.0));
+}
+
+#[tokio::test]
 async fn a_write_back_whose_answer_was_lost_is_not_replayed_twice() {
     let redis = RedisServer::start(None);
     redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);

@@ -132,6 +132,9 @@ impl RedisStore {
             tracing::info!("redis reachable again");
         }
         self.write_back().await;
+        if self.online.load(Ordering::Relaxed) {
+            self.resync().await;
+        }
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, WriteBack>> {
@@ -312,6 +315,27 @@ impl RedisStore {
             tracing::warn!(session = %session.id, %err, "written back, but not indexed");
         }
         self.announce(session).await;
+    }
+
+    /// Reloads every cached session that is not waiting for its write-back, so this instance's
+    /// copy and streams catch up with changes it did not hear of: announcements are lost while the
+    /// subscription is down, and while this instance is cut off. A session that lacks members this
+    /// instance's copy had (another instance unseated them meanwhile) is announced as rewritten,
+    /// for the gateway to check their seats.
+    pub(super) async fn resync(&self) {
+        let ids: Vec<String> = self.cache().keys().cloned().collect();
+        for id in ids {
+            if self.awaits_write_back(&id) {
+                continue;
+            }
+            match self.load(&id).await {
+                Ok((stored, _)) => self.follow_merged(&id, stored, false),
+                Err(err) => {
+                    self.went_offline(&err.to_string());
+                    return;
+                }
+            }
+        }
     }
 
     /// The session as merged (`None`: Redis has none) becomes this instance's copy, with any

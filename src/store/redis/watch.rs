@@ -52,10 +52,32 @@ pub(super) async fn connection(store: Weak<RedisStore>, write_back_wanted: Arc<N
     }
 }
 
-/// Refreshes the cache from changes other instances announce, and passes them on.
+/// Refreshes the cache from changes other instances announce, and passes them on. Announcements
+/// made while the subscription was down are lost, so after it comes back every cached session is
+/// reloaded ([`RedisStore::resync`]).
 pub(super) async fn changes(store: Weak<RedisStore>, subscriber: SubscriberClient) {
     let mut messages = subscriber.message_rx();
-    while let Ok(message) = messages.recv().await {
+    let mut reconnects = subscriber.reconnect_rx();
+    loop {
+        let message = tokio::select! {
+            message = messages.recv() => match message {
+                Ok(message) => message,
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    let Some(store) = store.upgrade() else { return };
+                    store.resync().await;
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            reconnect = reconnects.recv() => {
+                if matches!(reconnect, Err(broadcast::error::RecvError::Closed)) {
+                    break;
+                }
+                let Some(store) = store.upgrade() else { return };
+                store.resync().await;
+                continue;
+            }
+        };
         let Some(store) = store.upgrade() else { return };
         let Some(text) = message.value.as_string() else { continue };
         let Some((server, session_id)) = text.split_once('|') else { continue };
