@@ -168,7 +168,8 @@ fn wire<A: Adapter + DefinedAdapter>(io: SocketIo<A>, app: Arc<AppState>) -> (A:
             tokio::spawn(tasks::sweep_idle_sessions(app.clone(), background_io.clone())),
             tokio::spawn(tasks::metrics_feed(app.clone(), background_io.clone())),
             tokio::spawn(tasks::metrics_upkeep()),
-            tokio::spawn(tasks::instance_presence(app.clone(), background_io.clone())),
+            tokio::spawn(tasks::instance_heartbeat(app.clone())),
+            tokio::spawn(tasks::unseat_members_of_lost_instances(app.clone(), background_io.clone())),
             tokio::spawn(tasks::check_seats_of_rewritten_sessions(app.clone(), background_io)),
             tokio::spawn(tasks::follow_remote_changes(app)),
         ]

@@ -76,12 +76,23 @@ pub async fn metrics_feed<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
 const PRESENCE_EVERY: Duration = Duration::from_secs(3);
 const PRESENCE_TTL: Duration = Duration::from_secs(10);
 
-/// Keeps this instance's heartbeat fresh and unseats the members of instances that died.
-pub async fn instance_presence<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
+/// Keeps this instance's heartbeat fresh. A task of its own: were it to wait for the scan for
+/// lost members (one read per session), a slow scan would let this instance's key expire and the
+/// others would unseat its live members.
+pub async fn instance_heartbeat(app: Arc<AppState>) {
     let mut interval = tokio::time::interval(PRESENCE_EVERY);
     loop {
         interval.tick().await;
         app.store.heartbeat(PRESENCE_TTL.as_millis() as u64).await;
+    }
+}
+
+/// Unseats the members of instances that died, looking every `PRESENCE_EVERY`.
+pub async fn unseat_members_of_lost_instances<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
+    let mut interval = tokio::time::interval(PRESENCE_EVERY);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
         evict_lost_members(&app, &io, false).await;
     }
 }
