@@ -41,10 +41,15 @@ pub async fn sweep_idle_sessions<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>
             }
         };
         for id in &removed {
-            app.ticker.forget(id);
             tracing::info!(session = %id, "idle session removed");
-            let room = rooms::session(id, Vocabulary::Enhanced);
-            io.to(room).emit("session:destroy", &json!({ "sessionId": id })).await.ok();
+            // Under the session's lock, and only if it is still gone: a join may have created it
+            // again since, and its members must not hear it destroyed.
+            let _guard = app.locks.lock(id).await;
+            if matches!(app.store.get(id).await, Ok(None)) {
+                app.ticker.forget(id);
+                let room = rooms::session(id, Vocabulary::Enhanced);
+                io.to(room).emit("session:destroy", &json!({ "sessionId": id })).await.ok();
+            }
         }
     }
 }
