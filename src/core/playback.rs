@@ -46,7 +46,7 @@ pub(super) fn apply(session: &mut Session, action: &Action, now: Millis) -> Vec<
             }]
         }
         Action::PositionSync { position, client_timestamp } => {
-            timeline.seek(*position, now);
+            timeline.correct_position(*position, now);
             vec![Outcome::PositionSynced { position: *position, client_timestamp: *client_timestamp }]
         }
         Action::PositionReport { position, client_time, threshold_ms } => {

@@ -184,6 +184,17 @@ impl Timeline {
         self.anchor_beat = position * self.tempo / 60_000.0;
     }
 
+    /// Corrects the position to `position` (a leader re-syncing everyone): the beat count moves
+    /// by the correction at the tempo sounding now, so it stays continuous. A seek, by contrast,
+    /// counts beats from the song's start, which after a tempo change would renumber every bar.
+    pub fn correct_position(&mut self, position: f64, now: Millis) {
+        self.reanchor(now);
+        let correction = position - self.anchor_position;
+        self.anchor_beat =
+            (self.anchor_beat + correction * self.tempo_at(now.max(self.anchor_time)) / 60_000.0).max(0.0);
+        self.anchor_position = position;
+    }
+
     pub fn set_tempo(&mut self, tempo: f64, now: Millis) {
         self.reanchor(now);
         self.ramp = None;
@@ -212,6 +223,24 @@ impl Timeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_correction_keeps_the_beat_count_after_a_tempo_change() {
+        let mut timeline = Timeline::default();
+        timeline.play(0);
+        timeline.set_tempo(60.0, 60_000);
+        assert_eq!(timeline.beat_at(60_000), 120.0);
+        // The leader re-syncs to where everyone already is: nothing moves.
+        timeline.correct_position(60_000.0, 60_000);
+        assert_eq!((timeline.position_at(60_000), timeline.beat_at(60_000)), (60_000.0, 120.0));
+        // A correction of a second at 60 BPM is one beat.
+        timeline.correct_position(61_000.0, 60_000);
+        assert_eq!(timeline.beat_at(60_000), 121.0);
+        assert_eq!(timeline.beat_at(62_000), 123.0);
+        // A seek counts from the song's start instead.
+        timeline.seek(0.0, 62_000);
+        assert_eq!(timeline.beat_at(62_000), 0.0);
+    }
 
     #[test]
     fn position_follows_the_clock_while_playing_and_holds_while_paused() {
