@@ -351,6 +351,31 @@ async fn a_write_back_whose_answer_was_lost_is_not_replayed_twice() {
 }
 
 #[tokio::test]
+async fn a_write_whose_answer_was_lost_counts_once() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let a = store(&config, "a").await;
+    let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
+
+    // Writes wait 3.5 s: the leave's write outlasts its 2 s timeout, then happens.
+    redis.cli(&["CLIENT", "PAUSE", "3500", "WRITE"]);
+    let left = a.apply("gig", &command("alice", Action::Leave(LeaveCause::Left)), 3).await;
+    let seated: Vec<String> =
+        left.expect("answered as done").session.members.into_iter().map(|m| m.socket_id).collect();
+    assert_eq!(seated, ["bob"]);
+    written_back(&a).await;
+
+    let b = store(&config, "b").await;
+    let stored: Vec<String> =
+        b.get("gig").await.unwrap().expect("stored").members.into_iter().map(|m| m.socket_id).collect();
+    assert_eq!(stored, ["bob"]);
+    // Replayed on top of itself, alice's leave would have been refused (she was gone): nothing was.
+    assert!(rewritten.try_recv().is_err(), "the write whose answer was lost was applied twice");
+}
+
+#[tokio::test]
 async fn start_up_fails_clearly_without_redis_or_with_a_wrong_password() {
     let guarded = RedisServer::start(Some("secret"));
     let mut wrong = Config::for_tests();

@@ -51,9 +51,9 @@ pub struct RedisStore {
     /// Sessions changed while Redis was unreachable, with what to write back when it returns.
     pending: Mutex<HashMap<String, outage::WriteBack>>,
     online: AtomicBool,
-    /// Numbers write-back attempts, from a random start so that a restarted instance does not
-    /// repeat the tokens of its previous life ([`outage`]).
-    write_back_attempts: AtomicU64,
+    /// Numbers writes, from a random start so that a restarted instance does not repeat the
+    /// tokens of its previous life (see [`scripts`]).
+    writes: AtomicU64,
     /// Wakes the connection watcher to write back changes logged while Redis answers (see
     /// [`outage`]): the write-back runs there, never on a socket's request.
     write_back_wanted: Arc<Notify>,
@@ -88,7 +88,7 @@ impl RedisStore {
             cache: Mutex::default(),
             pending: Mutex::default(),
             online: AtomicBool::new(true),
-            write_back_attempts: AtomicU64::new(RandomState::new().hash_one(std::time::SystemTime::now())),
+            writes: AtomicU64::new(RandomState::new().hash_one(std::time::SystemTime::now())),
             write_back_wanted: Arc::default(),
             changes,
             rewritten,
@@ -100,9 +100,9 @@ impl RedisStore {
         Ok(store)
     }
 
-    /// A token no other write-back attempt of any instance carries.
-    fn write_back_token(&self) -> String {
-        format!("{}/{:x}", self.server_id, self.write_back_attempts.fetch_add(1, Ordering::Relaxed))
+    /// A token no other write of any instance carries.
+    fn write_token(&self) -> String {
+        format!("{}/{:x}", self.server_id, self.writes.fetch_add(1, Ordering::Relaxed))
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
@@ -129,6 +129,7 @@ impl RedisStore {
 
     /// One compare-and-set round: `Ok(None)` when another instance wrote first.
     async fn try_apply(&self, id: &str, command: &Command, now: Millis) -> Result<Option<Applied>, ApplyFailure> {
+        let token = self.write_token();
         let (mut slot, rev) = self.load(id).await.map_err(ApplyFailure::Redis)?;
         let applied = apply_to_slot(&mut slot, id, command, now).map_err(ApplyFailure::Refused)?;
         if !applied.changed {
@@ -136,11 +137,14 @@ impl RedisStore {
         }
         let created = rev == "0";
         let json = serde_json::to_string(&applied.session).map_err(|_| ApplyFailure::Refused(CoreError::Internal))?;
-        let written: i64 = self
+        let written: i64 = match self
             .client
-            .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev, json])
+            .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev, json, token.clone()])
             .await
-            .map_err(ApplyFailure::Redis)?;
+        {
+            Ok(written) => written,
+            Err(err) => return Err(ApplyFailure::Unconfirmed { err, applied: Box::new(applied), token }),
+        };
         if written == 0 {
             return Ok(None);
         }
@@ -176,7 +180,14 @@ impl RedisStore {
 
 enum ApplyFailure {
     Refused(CoreError),
+    /// Redis did not answer before the write was sent.
     Redis(fred::error::Error),
+    /// The write was sent and not answered: it may have happened.
+    Unconfirmed {
+        err: fred::error::Error,
+        applied: Box<Applied>,
+        token: String,
+    },
 }
 
 #[async_trait]
@@ -194,7 +205,7 @@ impl SessionStore for RedisStore {
         for _ in 0..MAX_ATTEMPTS {
             let started = std::time::Instant::now();
             let attempt = self.try_apply(session_id, command, now).await;
-            let redis_ok = !matches!(attempt, Err(ApplyFailure::Redis(_)));
+            let redis_ok = !matches!(attempt, Err(ApplyFailure::Redis(_) | ApplyFailure::Unconfirmed { .. }));
             telemetry::redis_command("update", started.elapsed().as_secs_f64(), redis_ok);
             match attempt {
                 Ok(Some(applied)) => {
@@ -209,6 +220,11 @@ impl SessionStore for RedisStore {
                 Err(ApplyFailure::Redis(err)) => {
                     self.went_offline(&err.to_string());
                     return self.apply_offline(session_id, command, now);
+                }
+                Err(ApplyFailure::Unconfirmed { err, applied, token }) => {
+                    self.went_offline(&err.to_string());
+                    self.record_unconfirmed(session_id, command, now, &applied, token);
+                    return Ok(*applied);
                 }
             }
         }

@@ -126,6 +126,34 @@ impl RedisStore {
         Ok(applied)
     }
 
+    /// A change whose write was sent but never answered: Redis may hold it or not. It becomes this
+    /// instance's copy, as the sender was told, and is logged like an outage's change with the
+    /// write's token, so the write-back finds it written or writes it, never both.
+    pub(super) fn record_unconfirmed(
+        &self,
+        id: &str,
+        command: &Command,
+        now: Millis,
+        applied: &Applied,
+        token: String,
+    ) {
+        let mut cache = self.cache();
+        cache.insert(id.to_owned(), applied.session.clone());
+        let mut pending = self.pending();
+        let write_back =
+            pending.entry(id.to_owned()).or_insert_with(|| WriteBack::Replay { log: Vec::new(), unanswered: None });
+        match write_back {
+            WriteBack::Replay { log, unanswered } => {
+                log.push(LoggedChange { command: command.clone(), now });
+                // The token covers this change alone: only when it is the log's first.
+                if log.len() == 1 {
+                    *unanswered = Some(Attempt { token, extent: 1 });
+                }
+            }
+            WriteBack::Overwrite { changes } => *changes += 1,
+        }
+    }
+
     pub(super) async fn back_online(&self) {
         telemetry::redis_connected(true);
         if !self.online.swap(true, Ordering::Relaxed) {
@@ -192,7 +220,7 @@ impl RedisStore {
             _ => None,
         };
         if let Some(attempt) = unanswered {
-            let written: Option<String> = self.client.hget(self.keys.session(id), "writeback").await?;
+            let written: Option<String> = self.client.hget(self.keys.session(id), scripts::TOKEN_FIELD).await?;
             if written.as_deref() == Some(attempt.token.as_str()) {
                 // It was written: those changes are done, the rest (if any) goes in the next pass.
                 self.settle(id, attempt.extent);
@@ -206,7 +234,7 @@ impl RedisStore {
             let mut pending = self.pending();
             match pending.get_mut(id) {
                 Some(WriteBack::Replay { log, unanswered }) => {
-                    let token = self.write_back_token();
+                    let token = self.write_token();
                     // Kept until the answer comes: if it is lost, the next pass asks first.
                     *unanswered = Some(Attempt { token: token.clone(), extent: log.len() });
                     (Some((log.clone(), token)), log.len())
@@ -283,7 +311,7 @@ impl RedisStore {
             };
             let written: i64 = self
                 .client
-                .eval(scripts::WRITE_BACK, vec![self.keys.session(id)], vec![rev.clone(), json, token.to_owned()])
+                .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev.clone(), json, token.to_owned()])
                 .await?;
             if written == 1 {
                 self.index_written(&merged, rev == "0").await;

@@ -1,28 +1,23 @@
 //! Lua scripts that make session updates atomic in Redis.
 //!
-//! A session is a hash `{rev, state}`: `state` is its JSON, `rev` counts its writes (and, once an
-//! outage's changes were written back, `writeback`: the token of the last write-back). An update
-//! reads both, applies the core on its own copy and writes back only if `rev` is still what it
-//! read (compare-and-set); otherwise another instance got there first and the update is redone on
-//! the newer state. Each script touches one key, so it also runs on Redis Cluster.
+//! A session is a hash `{rev, state, token}`: `state` is its JSON, `rev` counts its writes and
+//! `token` names the last one. An update reads `rev` and `state`, applies the core on its own copy
+//! and writes back only if `rev` is still what it read (compare-and-set); otherwise another
+//! instance got there first and the update is redone on the newer state. A write whose answer is
+//! lost (a timeout, a dropped connection) may or may not have happened: its token, looked up
+//! later, tells. Each script touches one key, so it also runs on Redis Cluster.
 
-/// `KEYS[1]` session; `ARGV[1]` the revision read; `ARGV[2]` the new state. 1 when written.
+/// `KEYS[1]` session; `ARGV[1]` the revision read; `ARGV[2]` the new state; `ARGV[3]` the
+/// write's token. 1 when written.
 pub const COMPARE_AND_SET: &str = r#"
 local rev = redis.call('HGET', KEYS[1], 'rev')
 if (rev or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'rev', tostring(tonumber(ARGV[1]) + 1), 'state', ARGV[2])
+redis.call('HSET', KEYS[1], 'rev', tostring(tonumber(ARGV[1]) + 1), 'state', ARGV[2], 'token', ARGV[3])
 return 1
 "#;
 
-/// `KEYS[1]` session; `ARGV[1]` the revision read; `ARGV[2]` the new state; `ARGV[3]` the
-/// write-back's token, kept in the hash so that a write-back whose answer was lost can learn
-/// whether it was written. 1 when written.
-pub const WRITE_BACK: &str = r#"
-local rev = redis.call('HGET', KEYS[1], 'rev')
-if (rev or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'rev', tostring(tonumber(ARGV[1]) + 1), 'state', ARGV[2], 'writeback', ARGV[3])
-return 1
-"#;
+/// The hash field holding the token of a session's last compare-and-set.
+pub const TOKEN_FIELD: &str = "token";
 
 /// `KEYS[1]` session; `ARGV[1]` the state. Writes whatever is there (the write-back after an
 /// outage, where this instance's changes are the newest the band made).
