@@ -223,8 +223,12 @@ impl RedisStore {
             let written: Option<String> = self.client.hget(self.keys.session(id), scripts::TOKEN_FIELD).await?;
             if written.as_deref() == Some(attempt.token.as_str()) {
                 // It was written: those changes are done, the rest (if any) goes in the next pass.
+                // Its index and announcement may not have followed: they do now.
                 self.settle(id, attempt.extent);
                 let (stored, _) = self.load(id).await?;
+                if let Some(stored) = &stored {
+                    self.index_written(stored, true).await;
+                }
                 self.follow_merged(id, stored, false);
                 return Ok(true);
             }
