@@ -145,7 +145,9 @@ impl RedisStore {
         match write_back {
             WriteBack::Replay { log, unanswered } => {
                 log.push(LoggedChange { command: command.clone(), now });
-                // The token covers this change alone: only when it is the log's first.
+                // The token covers this change alone: only when it is the log's first, as it is
+                // (a session waiting for its write-back never reaches a write of its own).
+                debug_assert_eq!(log.len(), 1, "an unconfirmed write to a session awaiting its write-back");
                 if log.len() == 1 {
                     *unanswered = Some(Attempt { token, extent: 1 });
                 }
@@ -223,12 +225,13 @@ impl RedisStore {
             let written: Option<String> = self.client.hget(self.keys.session(id), scripts::TOKEN_FIELD).await?;
             if written.as_deref() == Some(attempt.token.as_str()) {
                 // It was written: those changes are done, the rest (if any) goes in the next pass.
-                // Its index and announcement may not have followed: they do now.
-                self.settle(id, attempt.extent);
+                // Its index and announcement may not have followed: they do now. Settled only
+                // then, with nothing awaited between, so no write from here slips in between.
                 let (stored, _) = self.load(id).await?;
                 if let Some(stored) = &stored {
                     self.index_written(stored, true).await;
                 }
+                self.settle(id, attempt.extent);
                 self.follow_merged(id, stored, false);
                 return Ok(true);
             }
@@ -360,14 +363,26 @@ impl RedisStore {
             if self.awaits_write_back(&id) {
                 continue;
             }
+            let before = self.cache().get(&id).cloned();
             match self.load(&id).await {
-                Ok((stored, _)) => self.follow_merged(&id, stored, false),
+                Ok((stored, _)) => self.follow_loaded(&id, &before, stored),
                 Err(err) => {
                     self.went_offline(&err.to_string());
                     return;
                 }
             }
         }
+    }
+
+    /// A session read from Redis becomes this instance's copy, unless the copy changed while it
+    /// was being read: a write from here got in between, and its result is newer than the read.
+    /// A session still waiting for its write-back is left to the write-back.
+    pub(super) fn follow_loaded(&self, id: &str, before: &Option<Session>, loaded: Option<Session>) {
+        let cache = self.cache();
+        if cache.get(id) != before.as_ref() || self.awaits_write_back(id) {
+            return;
+        }
+        self.install(cache, id, loaded, false);
     }
 
     /// The session as merged (`None`: Redis has none) becomes this instance's copy, with any
@@ -377,7 +392,7 @@ impl RedisStore {
     /// that the session was rewritten, to unseat the members it no longer lists.
     fn follow_merged(&self, id: &str, merged: Option<Session>, some_refused: bool) {
         // Cache, then log: the order `apply_offline` takes them in.
-        let mut cache = self.cache();
+        let cache = self.cache();
         let pending = self.pending();
         let mut slot = merged;
         match pending.get(id) {
@@ -391,22 +406,35 @@ impl RedisStore {
             None => {}
         }
         drop(pending);
-        let differs = cache.get(id) != slot.as_ref();
-        let lost_members = cache.get(id).is_some_and(|cached| {
-            cached
-                .members
-                .iter()
-                .any(|member| slot.as_ref().is_none_or(|merged| merged.member(&member.socket_id).is_none()))
+        self.install(cache, id, slot, some_refused);
+    }
+
+    /// Makes `session` this instance's copy of `id` (under the cache lock the caller took), tells
+    /// the streams when it differs, and the gateway when this instance's own members are missing
+    /// from it or `some_refused`.
+    fn install(
+        &self,
+        mut cache: std::sync::MutexGuard<'_, HashMap<String, Session>>,
+        id: &str,
+        session: Option<Session>,
+        some_refused: bool,
+    ) {
+        let differs = cache.get(id) != session.as_ref();
+        let lost_own_members = cache.get(id).is_some_and(|cached| {
+            cached.members.iter().any(|member| {
+                member.instance.as_deref() == Some(self.server_id.as_str())
+                    && session.as_ref().is_none_or(|now| now.member(&member.socket_id).is_none())
+            })
         });
-        match &slot {
+        match &session {
             Some(session) => cache.insert(id.to_owned(), session.clone()),
             None => cache.remove(id),
         };
         drop(cache);
-        if let Some(session) = slot.filter(|_| differs) {
+        if let Some(session) = session.filter(|_| differs) {
             self.changes.send(session).ok();
         }
-        if some_refused || lost_members {
+        if some_refused || lost_own_members {
             self.rewritten.send(id.to_owned()).ok();
         }
     }

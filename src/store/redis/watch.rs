@@ -86,14 +86,9 @@ pub(super) async fn changes(store: Weak<RedisStore>, subscriber: SubscriberClien
         if server == store.server_id || store.awaits_write_back(session_id) {
             continue;
         }
+        let before = store.cache().get(session_id).cloned();
         match store.load(session_id).await {
-            Ok((Some(session), _)) => {
-                store.cache().insert(session_id.to_owned(), session.clone());
-                store.changes.send(session).ok();
-            }
-            Ok((None, _)) => {
-                store.cache().remove(session_id);
-            }
+            Ok((loaded, _)) => store.follow_loaded(session_id, &before, loaded),
             Err(err) => store.went_offline(&err.to_string()),
         }
     }
