@@ -45,8 +45,8 @@ impl<A: Adapter> Worker<A> {
                 }
                 self.emit("heartbeat_response", &json!({ "timestamp": timestamp, "serverTimestamp": now }));
             }
-            Request::Pong { .. } => {
-                let Some(report_due) = self.quality.pong_received(now) else { return };
+            Request::Pong { timestamp } => {
+                let Some(report_due) = self.quality.pong_received(timestamp, now) else { return };
                 if report_due {
                     self.emit("connection_quality", &self.quality.report(&self.socket_id, now));
                 }

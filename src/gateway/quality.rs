@@ -1,5 +1,7 @@
 //! Connection quality from the application-level `ping`/`pong` events.
 
+use std::collections::VecDeque;
+
 use serde_json::{Value, json};
 
 use crate::core::Millis;
@@ -12,32 +14,42 @@ pub struct Quality {
     pong_count: u64,
     /// Pings still unanswered when the next one was sent.
     timeouts: u64,
-    /// When the ping still unanswered was sent.
-    awaiting_pong: Option<Millis>,
+    /// When the pings still unanswered were sent (the timestamps they carried), oldest first.
+    unanswered: VecDeque<Millis>,
     latency: Option<f64>,
 }
 
 /// Every this many pongs the sender gets a `connection_quality` report.
 const REPORT_EVERY_PONGS: u64 = 5;
+/// Unanswered pings remembered, so that a late pong (after the next ping went out) is still
+/// matched to its own ping.
+const UNANSWERED_KEPT: usize = 4;
 
 impl Quality {
     pub fn new(connected_at: Millis) -> Self {
-        Self { connected_at, ping_count: 0, pong_count: 0, timeouts: 0, awaiting_pong: None, latency: None }
+        Self { connected_at, ping_count: 0, pong_count: 0, timeouts: 0, unanswered: VecDeque::new(), latency: None }
     }
 
+    /// A ping goes out carrying `now` as its timestamp.
     pub fn ping_sent(&mut self, now: Millis) {
-        if self.awaiting_pong.is_some() {
+        if !self.unanswered.is_empty() {
             self.timeouts += 1;
         }
         self.ping_count += 1;
-        self.awaiting_pong = Some(now);
+        if self.unanswered.len() == UNANSWERED_KEPT {
+            self.unanswered.pop_front();
+        }
+        self.unanswered.push_back(now);
     }
 
-    /// Records the pong to the ping in flight: the round trip is timed from when the server sent
-    /// that ping, not from the timestamp the client echoes, which the client could make up. A pong
-    /// with no ping in flight is ignored. `Some(report_due)` when counted.
-    pub fn pong_received(&mut self, now: Millis) -> Option<bool> {
-        let sent_at = self.awaiting_pong.take()?;
+    /// Records a pong echoing `timestamp`. It counts only when it echoes a ping the server sent
+    /// and that is still unanswered; the round trip is then timed from the server's own record of
+    /// that ping, so a client cannot make it up. `Some(report_due)` when counted.
+    pub fn pong_received(&mut self, timestamp: f64, now: Millis) -> Option<bool> {
+        let answered = self.unanswered.iter().position(|&sent| sent as f64 == timestamp)?;
+        let sent_at = self.unanswered[answered];
+        // Older pings are past answering: their timeouts were counted when the next one went out.
+        self.unanswered.drain(..=answered);
         self.latency = Some((now - sent_at).max(0) as f64);
         self.pong_count += 1;
         Some(self.pong_count.is_multiple_of(REPORT_EVERY_PONGS))
@@ -90,12 +102,12 @@ mod tests {
         let mut q = Quality::new(0);
         assert_eq!(q.report("s", 10)["quality"], "unknown");
         q.ping_sent(1_000);
-        assert_eq!(q.pong_received(1_030), Some(false));
+        assert_eq!(q.pong_received(1_000.0, 1_030), Some(false));
         assert_eq!(q.report("s", 2_000)["latency"], 30.0);
         assert_eq!(q.report("s", 2_000)["quality"], "excellent");
         q.ping_sent(2_000);
-        q.ping_sent(2_000); // the previous one went unanswered
-        q.pong_received(2_150);
+        q.ping_sent(2_100); // the previous one went unanswered
+        q.pong_received(2_100.0, 2_250);
         let report = q.report("s", 3_000);
         assert_eq!(report["timeouts"], 1);
         assert_eq!(report["packetLoss"], 33.33);
@@ -104,14 +116,28 @@ mod tests {
     }
 
     #[test]
-    fn a_pong_without_a_ping_in_flight_counts_for_nothing() {
+    fn a_pong_counts_only_for_a_ping_the_server_sent() {
         let mut q = Quality::new(0);
-        assert_eq!(q.pong_received(5_000), None);
+        assert_eq!(q.pong_received(5_000.0, 5_000), None, "no ping sent");
         q.ping_sent(6_000);
-        assert!(q.pong_received(6_040).is_some());
-        assert_eq!(q.pong_received(6_050), None, "one pong per ping");
+        assert_eq!(q.pong_received(-1e308, 6_010), None, "a made-up timestamp");
+        assert!(q.pong_received(6_000.0, 6_040).is_some());
+        assert_eq!(q.pong_received(6_000.0, 6_050), None, "one pong per ping");
         let report = q.report("s", 7_000);
         assert_eq!((report["pongCount"].as_u64(), report["latency"].as_f64()), (Some(1), Some(40.0)));
+    }
+
+    #[test]
+    fn a_late_pong_is_timed_from_its_own_ping() {
+        let mut q = Quality::new(0);
+        q.ping_sent(10_000);
+        q.ping_sent(15_000);
+        // The answer to the first ping arrives after the second went out.
+        assert!(q.pong_received(10_000.0, 16_000).is_some());
+        assert_eq!(q.report("s", 16_000)["latency"], 6_000.0);
+        // The second one's answer still counts.
+        assert!(q.pong_received(15_000.0, 16_100).is_some());
+        assert_eq!(q.report("s", 16_100)["latency"], 1_100.0);
     }
 
     #[test]
@@ -120,7 +146,7 @@ mod tests {
         let due: Vec<bool> = (0..10)
             .map(|i| {
                 q.ping_sent(i * 100);
-                q.pong_received(i * 100 + 5).expect("a ping is in flight")
+                q.pong_received((i * 100) as f64, i * 100 + 5).expect("a ping is in flight")
             })
             .collect();
         assert_eq!(due.iter().filter(|d| **d).count(), 2);

@@ -340,8 +340,10 @@ impl<A: Adapter> Worker<A> {
     }
 
     fn ping(&mut self) {
-        self.quality.ping_sent(now_ms());
-        self.emit("ping", &json!({ "timestamp": now_ms() }));
+        // The same instant in the ping and in the record its pong is matched against.
+        let now = now_ms();
+        self.quality.ping_sent(now);
+        self.emit("ping", &json!({ "timestamp": now }));
     }
 
     pub(super) fn emit(&self, event: &str, data: &Value) {
