@@ -139,7 +139,11 @@ impl RedisStore {
         let json = serde_json::to_string(&applied.session).map_err(|_| ApplyFailure::Refused(CoreError::Internal))?;
         let written: i64 = match self
             .client
-            .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev, json, token.clone()])
+            .eval(
+                scripts::COMPARE_AND_SET,
+                vec![self.keys.session(id)],
+                scripts::compare_and_set_args(rev, json, token.clone()),
+            )
             .await
         {
             Ok(written) => written,

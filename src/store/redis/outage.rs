@@ -222,8 +222,8 @@ impl RedisStore {
             _ => None,
         };
         if let Some(attempt) = unanswered {
-            let written: Option<String> = self.client.hget(self.keys.session(id), scripts::TOKEN_FIELD).await?;
-            if written.as_deref() == Some(attempt.token.as_str()) {
+            let written: Option<String> = self.client.hget(self.keys.session(id), scripts::TOKENS_FIELD).await?;
+            if written.is_some_and(|tokens| tokens.split_whitespace().any(|token| token == attempt.token)) {
                 // It was written: those changes are done, the rest (if any) goes in the next pass.
                 // Its index and announcement may not have followed: they do now. Settled only
                 // then, with nothing awaited between, so no write from here slips in between.
@@ -318,7 +318,11 @@ impl RedisStore {
             };
             let written: i64 = self
                 .client
-                .eval(scripts::COMPARE_AND_SET, vec![self.keys.session(id)], vec![rev.clone(), json, token.to_owned()])
+                .eval(
+                    scripts::COMPARE_AND_SET,
+                    vec![self.keys.session(id)],
+                    scripts::compare_and_set_args(rev.clone(), json, token.to_owned()),
+                )
                 .await?;
             if written == 1 {
                 self.index_written(&merged, rev == "0").await;

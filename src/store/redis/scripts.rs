@@ -1,23 +1,39 @@
 //! Lua scripts that make session updates atomic in Redis.
 //!
-//! A session is a hash `{rev, state, token}`: `state` is its JSON, `rev` counts its writes and
-//! `token` names the last one. An update reads `rev` and `state`, applies the core on its own copy
-//! and writes back only if `rev` is still what it read (compare-and-set); otherwise another
-//! instance got there first and the update is redone on the newer state. A write whose answer is
-//! lost (a timeout, a dropped connection) may or may not have happened: its token, looked up
-//! later, tells. Each script touches one key, so it also runs on Redis Cluster.
+//! A session is a hash `{rev, state, tokens}`: `state` is its JSON, `rev` counts its writes and
+//! `tokens` names the last few (space-separated). An update reads `rev` and `state`, applies the
+//! core on its own copy and writes back only if `rev` is still what it read (compare-and-set);
+//! otherwise another instance got there first and the update is redone on the newer state. A
+//! write whose answer is lost (a timeout, a dropped connection) may or may not have happened: its
+//! token, looked up later, tells, even after a few more writes by other instances. Each script
+//! touches one key, so it also runs on Redis Cluster.
 
 /// `KEYS[1]` session; `ARGV[1]` the revision read; `ARGV[2]` the new state; `ARGV[3]` the
-/// write's token. 1 when written.
+/// write's token; `ARGV[4]` how many tokens to keep ([`TOKENS_KEPT`]). 1 when written.
 pub const COMPARE_AND_SET: &str = r#"
 local rev = redis.call('HGET', KEYS[1], 'rev')
 if (rev or '0') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'rev', tostring(tonumber(ARGV[1]) + 1), 'state', ARGV[2], 'token', ARGV[3])
+local tokens = {}
+for token in string.gmatch(redis.call('HGET', KEYS[1], 'tokens') or '', '%S+') do
+  tokens[#tokens + 1] = token
+end
+tokens[#tokens + 1] = ARGV[3]
+while #tokens > tonumber(ARGV[4]) do table.remove(tokens, 1) end
+redis.call('HSET', KEYS[1], 'rev', tostring(tonumber(ARGV[1]) + 1), 'state', ARGV[2], 'tokens', table.concat(tokens, ' '))
 return 1
 "#;
 
-/// The hash field holding the token of a session's last compare-and-set.
-pub const TOKEN_FIELD: &str = "token";
+/// Tokens a session keeps: a write-back asks within seconds of the lost answer, while other
+/// instances may have written a few times.
+pub const TOKENS_KEPT: usize = 16;
+
+/// The arguments of [`COMPARE_AND_SET`].
+pub fn compare_and_set_args(rev: String, state: String, token: String) -> Vec<String> {
+    vec![rev, state, token, TOKENS_KEPT.to_string()]
+}
+
+/// The hash field holding the tokens of a session's last writes.
+pub const TOKENS_FIELD: &str = "tokens";
 
 /// `KEYS[1]` session; `ARGV[1]` the state. Writes whatever is there (the write-back after an
 /// outage, where this instance's changes are the newest the band made).
