@@ -166,6 +166,32 @@ async fn an_outage_is_served_from_the_cache_and_written_back() {
     }
 }
 
+/// A configuration that logs in as a Redis user of the instance's own, so that it alone can be
+/// cut off ([`cut_off`]) while the others go on.
+fn config_of_own_user(redis: &RedisServer, instance: &str) -> Config {
+    redis.cli(&["ACL", "SETUSER", &format!("instance-{instance}"), "on", ">secret", "~*", "&*", "+@all"]);
+    let mut config = config(redis);
+    config.redis_url = Some(format!("redis://instance-{instance}:secret@127.0.0.1:{}", redis.port));
+    config
+}
+
+/// Cuts `store` (logged in with [`config_of_own_user`]) off Redis and waits until it notices.
+async fn cut_off(redis: &RedisServer, store: &RedisStore, instance: &str) {
+    let user = format!("instance-{instance}");
+    redis.cli(&["ACL", "SETUSER", &user, "off"]);
+    redis.cli(&["CLIENT", "KILL", "USER", &user]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.backend() != Backend::Disconnected {
+        assert!(tokio::time::Instant::now() < deadline, "instance {instance} did not notice it was cut off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Lets an instance cut off by [`cut_off`] log in again.
+fn let_back(redis: &RedisServer, instance: &str) {
+    redis.cli(&["ACL", "SETUSER", &format!("instance-{instance}"), "on"]);
+}
+
 /// Waits until `store` is back on Redis with every change from the outage written.
 async fn written_back(store: &RedisStore) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -209,19 +235,10 @@ async fn a_join_during_an_outage_does_not_unlock_a_stored_session() {
 async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
     let redis = RedisServer::start(None);
     // Instance `a` logs in as a user of its own, so it alone can be cut off.
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
-    let mut config_a = config(&redis);
-    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
-    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
     a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
 
-    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
-    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.backend() != Backend::Disconnected {
-        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cut_off(&redis, &a, "a").await;
     let message = Action::UpdateMessage { message: "set on a, cut off".into() };
     a.apply("gig", &command("alice", message), 2).await.expect("served from the cache");
     // Meanwhile the band goes on through `b`.
@@ -229,7 +246,7 @@ async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
     let tempo = Action::SetTempo { tempo: 132.0, announcement: TempoAnnouncement::Silent, ramp_ms: 0.0 };
     b.apply("gig", &command("alice", tempo), 4).await.unwrap();
 
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    let_back(&redis, "a");
     written_back(&a).await;
 
     let stored = b.get("gig").await.unwrap().expect("still stored");
@@ -238,38 +255,24 @@ async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
     assert_eq!(seated, ["alice", "bob"], "b's join was kept");
     assert_eq!(stored.timeline.tempo_at(4), 132.0, "b's tempo was kept");
     // `a` serves the merged session from then on, even cut off again.
-    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
-    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
-    while a.backend() != Backend::Disconnected {
-        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(20), "instance a was not cut off again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cut_off(&redis, &a, "a").await;
     assert_eq!(a.get("gig").await.unwrap(), Some(stored), "a's copy is the merged session");
 }
 
 #[tokio::test]
 async fn members_another_instance_unseated_during_the_outage_are_announced_for_a_seat_check() {
     let redis = RedisServer::start(None);
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
-    let mut config_a = config(&redis);
-    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
-    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
     let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
     a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
 
-    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
-    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.backend() != Backend::Disconnected {
-        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cut_off(&redis, &a, "a").await;
     // `b` takes `a` for lost and unseats its member; `a`, cut off, seats another one.
     let evict = Action::Evict { sockets: vec!["alice".into()], reason: "instance lost".into() };
     b.apply("gig", &command("server", evict), 2).await.unwrap();
     a.apply("gig", &join("carol", "a", 8), 3).await.expect("served from the cache");
 
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    let_back(&redis, "a");
     written_back(&a).await;
     let seated: Vec<String> =
         b.get("gig").await.unwrap().expect("stored").members.into_iter().map(|m| m.socket_id).collect();
@@ -282,37 +285,23 @@ async fn members_another_instance_unseated_during_the_outage_are_announced_for_a
 #[tokio::test]
 async fn after_being_cut_off_an_instance_catches_up_with_what_it_did_not_hear() {
     let redis = RedisServer::start(None);
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
-    let mut config_a = config(&redis);
-    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
-    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
     let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
     a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
     a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
 
-    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
-    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.backend() != Backend::Disconnected {
-        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cut_off(&redis, &a, "a").await;
     // `a` changes nothing; `b` takes it for lost and unseats alice, then changes the tempo.
     let evict = Action::Evict { sockets: vec!["alice".into()], reason: "instance lost".into() };
     b.apply("gig", &command("server", evict), 3).await.unwrap();
     let tempo = Action::SetTempo { tempo: 90.0, announcement: TempoAnnouncement::Silent, ramp_ms: 0.0 };
     b.apply("gig", &command("bob", tempo), 4).await.unwrap();
 
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    let_back(&redis, "a");
     let announced = tokio::time::timeout(Duration::from_secs(10), rewritten.recv()).await;
     assert_eq!(announced.expect("alice's lost seat announced").unwrap(), "gig");
     // `a`'s own copy caught up: cut off again, it serves what `b` did.
-    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
-    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
-    while a.backend() != Backend::Disconnected {
-        assert!(tokio::time::Instant::now() < deadline + Duration::from_secs(10), "instance a was not cut off again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cut_off(&redis, &a, "a").await;
     let copy = a.get("gig").await.unwrap().expect("cached");
     let seated: Vec<&str> = copy.members.iter().map(|m| m.socket_id.as_str()).collect();
     assert_eq!((seated, copy.timeline.tempo), (vec!["bob"], 90.0));
@@ -321,26 +310,17 @@ async fn after_being_cut_off_an_instance_catches_up_with_what_it_did_not_hear() 
 #[tokio::test]
 async fn a_write_back_whose_answer_was_lost_is_not_replayed_twice() {
     let redis = RedisServer::start(None);
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on", ">secret", "~*", "&*", "+@all"]);
-    let mut config_a = config(&redis);
-    config_a.redis_url = Some(format!("redis://instance-a:secret@127.0.0.1:{}", redis.port));
-    let (a, b) = (store(&config_a, "a").await, store(&config(&redis), "b").await);
+    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
     let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
     a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
     a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
 
-    redis.cli(&["ACL", "SETUSER", "instance-a", "off"]);
-    redis.cli(&["CLIENT", "KILL", "USER", "instance-a"]);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while a.backend() != Backend::Disconnected {
-        assert!(tokio::time::Instant::now() < deadline, "instance a did not notice it was cut off");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cut_off(&redis, &a, "a").await;
     a.apply("gig", &command("alice", Action::Leave(LeaveCause::Left)), 3).await.expect("served from the cache");
     // Writes wait 6 s: `a`'s replay is sent, its answer times out after 2 s, and Redis writes it
     // when the pause ends.
     redis.cli(&["CLIENT", "PAUSE", "6000", "WRITE"]);
-    redis.cli(&["ACL", "SETUSER", "instance-a", "on"]);
+    let_back(&redis, "a");
     written_back(&a).await;
 
     let seated: Vec<String> =
