@@ -192,6 +192,24 @@ fn let_back(redis: &RedisServer, instance: &str) {
     redis.cli(&["ACL", "SETUSER", &format!("instance-{instance}"), "on"]);
 }
 
+/// Two instances on one Redis; `a` can be cut off alone and has seated alice and bob in "gig".
+struct Band {
+    redis: RedisServer,
+    a: Arc<RedisStore>,
+    b: Arc<RedisStore>,
+    /// What `a` announces as rewritten after an outage.
+    rewritten: tokio::sync::broadcast::Receiver<String>,
+}
+
+async fn alice_and_bob_through_a() -> Band {
+    let redis = RedisServer::start(None);
+    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
+    let rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
+    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
+    Band { redis, a, b, rewritten }
+}
+
 /// Waits until `store` is back on Redis with every change from the outage written.
 async fn written_back(store: &RedisStore) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
@@ -284,11 +302,7 @@ async fn members_another_instance_unseated_during_the_outage_are_announced_for_a
 
 #[tokio::test]
 async fn after_being_cut_off_an_instance_catches_up_with_what_it_did_not_hear() {
-    let redis = RedisServer::start(None);
-    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
-    let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
-    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
-    a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
+    let Band { redis, a, b, mut rewritten } = alice_and_bob_through_a().await;
 
     cut_off(&redis, &a, "a").await;
     // `a` changes nothing; `b` takes it for lost and unseats alice, then changes the tempo.
@@ -309,11 +323,7 @@ async fn after_being_cut_off_an_instance_catches_up_with_what_it_did_not_hear() 
 
 #[tokio::test]
 async fn a_write_back_whose_answer_was_lost_is_not_replayed_twice() {
-    let redis = RedisServer::start(None);
-    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
-    let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
-    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
-    a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
+    let Band { redis, a, b, mut rewritten } = alice_and_bob_through_a().await;
 
     cut_off(&redis, &a, "a").await;
     a.apply("gig", &command("alice", Action::Leave(LeaveCause::Left)), 3).await.expect("served from the cache");
