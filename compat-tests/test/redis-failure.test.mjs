@@ -11,6 +11,7 @@ import { startRedis, keyPrefix } from "../lib/redis.mjs";
 import { redisEnv, assertLive, pollHttp } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, mark, waitFor, waitForEntry, seqOf, join, events, syncState, expectNo } from "../lib/client.mjs";
 import { enhancedJoin, received } from "../lib/enhanced.mjs";
+import { parsePrometheusText, valueOr0 } from "../lib/prometheus.mjs";
 
 const owned = []; // everything to stop in after(): instances and redis-servers
 const own = (x) => (owned.push(x), x);
@@ -309,7 +310,13 @@ describe("Redis failures", { concurrency: true }, () => {
     await waitFor(friend, "snapshot", { message: "members only" }, 3000);
     await expectNo(ghost, "snapshot", 300);
     assert.deepEqual(events(ghost).filter((e) => e.data?.sessionId === S), []);
+    // A seats the friend alone: the ghost's seat was given back, once, and closing gives back the rest.
+    const membersOnA = async () =>
+      valueOr0(parsePrometheusText((await httpGet(`${A.url}/metrics`)).text), "bandsync_members");
+    assert.equal(await membersOnA(), 1, "bandsync_members on A");
     for (const c of [owner, ghost, intruder, friend]) c.close();
+    for (const deadline = Date.now() + 3000; (await membersOnA()) !== 0 && Date.now() < deadline; ) await sleep(100);
+    assert.equal(await membersOnA(), 0, "bandsync_members on A after everyone left");
     await assertLive(A, B);
   });
 
