@@ -75,9 +75,10 @@ pub trait SessionStore: Send + Sync + 'static {
         None
     }
 
-    /// Sessions whose stored state refused changes this instance made while cut off from the
-    /// others (a join to a session that turned out to be locked or full): their local members
-    /// must be checked against the stored session. `None` when the store cannot be cut off.
+    /// Sessions that, once this instance was back in touch with the others, turned out to lack
+    /// members seated through it (a join made while cut off that the stored session refused, or
+    /// members another instance unseated meanwhile): their local members must check their seats.
+    /// `None` when the store cannot be cut off.
     fn rewritten_sessions(&self) -> Option<broadcast::Receiver<String>> {
         None
     }

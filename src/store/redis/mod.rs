@@ -4,8 +4,8 @@
 //! changes from different instances (joins under the seat limit, leader changes) never lose one
 //! another. Each instance keeps the sessions it touched in a cache: when Redis is unreachable the
 //! instance keeps serving its sessions from there, logs what changed, and replays those changes
-//! onto the stored sessions once Redis answers again ([`outage`]). After each change the instance announces the session on
-//! a channel, so the others refresh their caches and streams at once.
+//! onto the stored sessions once Redis answers again ([`outage`]). After each change the instance
+//! announces the session on a channel, so the others refresh their caches and streams at once.
 
 mod connect;
 mod keys;
@@ -58,7 +58,7 @@ pub struct RedisStore {
     /// [`outage`]): the write-back runs there, never on a socket's request.
     write_back_wanted: Arc<Notify>,
     changes: broadcast::Sender<Session>,
-    /// Sessions whose write-back after an outage refused some of this instance's changes.
+    /// Sessions that, reloaded or merged after an outage, lack members of this instance.
     rewritten: broadcast::Sender<String>,
 }
 
@@ -129,7 +129,6 @@ impl RedisStore {
 
     /// One compare-and-set round: `Ok(None)` when another instance wrote first.
     async fn try_apply(&self, id: &str, command: &Command, now: Millis) -> Result<Option<Applied>, ApplyFailure> {
-        let token = self.write_token();
         let (mut slot, rev) = self.load(id).await.map_err(ApplyFailure::Redis)?;
         let applied = apply_to_slot(&mut slot, id, command, now).map_err(ApplyFailure::Refused)?;
         if !applied.changed {
@@ -137,6 +136,7 @@ impl RedisStore {
         }
         let created = rev == "0";
         let json = serde_json::to_string(&applied.session).map_err(|_| ApplyFailure::Refused(CoreError::Internal))?;
+        let token = self.write_token();
         let written: i64 = match self
             .client
             .eval(

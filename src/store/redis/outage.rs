@@ -90,6 +90,32 @@ fn is_permanent(err: &fred::error::Error) -> bool {
     matches!(err.kind(), ErrorKind::InvalidArgument | ErrorKind::InvalidCommand | ErrorKind::Parse)
 }
 
+/// Adds `command` to `id`'s write-back log; returns the session's entry. Callers hold the cache
+/// lock while they take `pending`'s (cache, then log).
+fn log_change<'a>(
+    pending: &'a mut HashMap<String, WriteBack>,
+    id: &str,
+    command: &Command,
+    now: Millis,
+) -> &'a mut WriteBack {
+    let write_back =
+        pending.entry(id.to_owned()).or_insert_with(|| WriteBack::Replay { log: Vec::new(), unanswered: None });
+    match write_back {
+        WriteBack::Replay { log, .. } if log.len() < MAX_LOGGED_CHANGES => {
+            log.push(LoggedChange { command: command.clone(), now });
+        }
+        WriteBack::Replay { log, .. } => {
+            tracing::warn!(
+                session = %id,
+                "too many changes during the outage to replay; the cached session will be written back whole"
+            );
+            *write_back = WriteBack::Overwrite { changes: log.len() + 1 };
+        }
+        WriteBack::Overwrite { changes } => *changes += 1,
+    }
+    write_back
+}
+
 impl RedisStore {
     /// Marks Redis unreachable; logs only the transition.
     pub(super) fn went_offline(&self, why: &str) {
@@ -106,22 +132,7 @@ impl RedisStore {
         let applied = apply_to_slot(&mut slot, id, command, now)?;
         if applied.changed {
             cache.insert(id.to_owned(), applied.session.clone());
-            let mut pending = self.pending();
-            let write_back =
-                pending.entry(id.to_owned()).or_insert_with(|| WriteBack::Replay { log: Vec::new(), unanswered: None });
-            match write_back {
-                WriteBack::Replay { log, .. } if log.len() < MAX_LOGGED_CHANGES => {
-                    log.push(LoggedChange { command: command.clone(), now });
-                }
-                WriteBack::Replay { log, .. } => {
-                    tracing::warn!(
-                        session = %id,
-                        "too many changes during the outage to replay; the cached session will be written back whole"
-                    );
-                    *write_back = WriteBack::Overwrite { changes: log.len() + 1 };
-                }
-                WriteBack::Overwrite { changes } => *changes += 1,
-            }
+            log_change(&mut self.pending(), id, command, now);
         }
         Ok(applied)
     }
@@ -139,20 +150,13 @@ impl RedisStore {
     ) {
         let mut cache = self.cache();
         cache.insert(id.to_owned(), applied.session.clone());
-        let mut pending = self.pending();
-        let write_back =
-            pending.entry(id.to_owned()).or_insert_with(|| WriteBack::Replay { log: Vec::new(), unanswered: None });
-        match write_back {
-            WriteBack::Replay { log, unanswered } => {
-                log.push(LoggedChange { command: command.clone(), now });
-                // The token covers this change alone: only when it is the log's first, as it is
-                // (a session waiting for its write-back never reaches a write of its own).
-                debug_assert_eq!(log.len(), 1, "an unconfirmed write to a session awaiting its write-back");
-                if log.len() == 1 {
-                    *unanswered = Some(Attempt { token, extent: 1 });
-                }
+        if let WriteBack::Replay { log, unanswered } = log_change(&mut self.pending(), id, command, now) {
+            // The token covers this change alone: only when it is the log's first, as it is
+            // (a session waiting for its write-back never reaches a write of its own).
+            debug_assert_eq!(log.len(), 1, "an unconfirmed write to a session awaiting its write-back");
+            if log.len() == 1 {
+                *unanswered = Some(Attempt { token, extent: 1 });
             }
-            WriteBack::Overwrite { changes } => *changes += 1,
         }
     }
 
@@ -232,7 +236,7 @@ impl RedisStore {
                     self.index_written(stored, true).await;
                 }
                 self.settle(id, attempt.extent);
-                self.follow_merged(id, stored, false);
+                self.follow_merged(id, stored);
                 return Ok(true);
             }
         }
@@ -275,7 +279,7 @@ impl RedisStore {
                 "changes made during the outage that the stored session refused were dropped"
             );
         }
-        self.follow_merged(id, session, !refused.is_empty());
+        self.follow_merged(id, session);
         Ok(written)
     }
 
@@ -386,15 +390,13 @@ impl RedisStore {
         if cache.get(id) != before.as_ref() || self.awaits_write_back(id) {
             return;
         }
-        self.install(cache, id, loaded, false);
+        self.install(cache, id, loaded);
     }
 
     /// The session as merged (`None`: Redis has none) becomes this instance's copy, with any
-    /// changes logged since the write-back began on top, and its streams follow it. When the
-    /// stored session refused some of this instance's changes, or lacks members this instance's
-    /// copy had (another instance unseated them while this one was cut off), the gateway hears
-    /// that the session was rewritten, to unseat the members it no longer lists.
-    fn follow_merged(&self, id: &str, merged: Option<Session>, some_refused: bool) {
+    /// changes logged since the write-back began on top, and its streams follow it
+    /// ([`Self::install`]).
+    fn follow_merged(&self, id: &str, merged: Option<Session>) {
         // Cache, then log: the order `apply_offline` takes them in.
         let cache = self.cache();
         let pending = self.pending();
@@ -410,18 +412,18 @@ impl RedisStore {
             None => {}
         }
         drop(pending);
-        self.install(cache, id, slot, some_refused);
+        self.install(cache, id, slot);
     }
 
-    /// Makes `session` this instance's copy of `id` (under the cache lock the caller took), tells
-    /// the streams when it differs, and the gateway when this instance's own members are missing
-    /// from it or `some_refused`.
+    /// Makes `session` this instance's copy of `id` (under the cache lock the caller took) and
+    /// tells the streams when it differs. When it lacks members of this instance that the copy had
+    /// (a join made while cut off that the stored session refused, or members another instance
+    /// unseated meanwhile), the gateway hears the session was rewritten, to unseat them.
     fn install(
         &self,
         mut cache: std::sync::MutexGuard<'_, HashMap<String, Session>>,
         id: &str,
         session: Option<Session>,
-        some_refused: bool,
     ) {
         let differs = cache.get(id) != session.as_ref();
         let lost_own_members = cache.get(id).is_some_and(|cached| {
@@ -438,7 +440,7 @@ impl RedisStore {
         if let Some(session) = session.filter(|_| differs) {
             self.changes.send(session).ok();
         }
-        if some_refused || lost_own_members {
+        if lost_own_members {
             self.rewritten.send(id.to_owned()).ok();
         }
     }
