@@ -6,6 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use serde_json::json;
 use socketioxide::{SocketIo, adapter::Adapter};
+use tokio::sync::broadcast;
 
 use crate::{
     clock::now_ms,
@@ -118,28 +119,26 @@ pub async fn evict_lost_members<A: Adapter>(app: &AppState, io: &SocketIo<A>, in
 /// After a Redis outage, members this instance seated in a session whose stored state refused
 /// their join lose their seat (see [`crate::store::SessionStore::rewritten_sessions`]).
 pub async fn check_seats_of_rewritten_sessions<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
-    let Some(mut rewritten) = app.store.rewritten_sessions() else { return };
-    loop {
-        match rewritten.recv().await {
-            Ok(session_id) => gateway::server_changes::check_seats(&io, &session_id),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "fell behind the sessions rewritten after the outage");
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-        }
-    }
+    let Some(rewritten) = app.store.rewritten_sessions() else { return };
+    follow(rewritten, "the sessions rewritten after the outage", |session_id| {
+        gateway::server_changes::check_seats(&io, &session_id)
+    })
+    .await;
 }
 
 /// Streams follow the changes other instances make to the sessions this one also serves.
 pub async fn follow_remote_changes(app: Arc<AppState>) {
-    let Some(mut changes) = app.store.remote_changes() else { return };
+    let Some(changes) = app.store.remote_changes() else { return };
+    follow(changes, "other instances' changes", |session| app.ticker.track(&session)).await;
+}
+
+/// Hands each item of `feed` to `handle` until the feed closes; falling behind is logged, not fatal.
+async fn follow<T: Clone>(mut feed: broadcast::Receiver<T>, what: &str, mut handle: impl FnMut(T)) {
     loop {
-        match changes.recv().await {
-            Ok(session) => app.ticker.track(&session),
-            Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::warn!(missed, "fell behind other instances' changes");
-            }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        match feed.recv().await {
+            Ok(item) => handle(item),
+            Err(broadcast::error::RecvError::Lagged(missed)) => tracing::warn!(missed, "fell behind {what}"),
+            Err(broadcast::error::RecvError::Closed) => return,
         }
     }
 }

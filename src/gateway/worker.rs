@@ -327,7 +327,7 @@ impl<A: Adapter> Worker<A> {
             return;
         };
         let Ok(stored) = self.app.store.get(session_id).await else { return };
-        if stored.is_some_and(|session| session.members.iter().any(|m| m.socket_id == self.socket_id)) {
+        if stored.is_some_and(|session| session.member(&self.socket_id).is_some()) {
             return;
         }
         self.drop_seat(session_id);
