@@ -37,6 +37,9 @@ pub enum EventClass {
     Control,
 }
 
+/// How many classes there are: one bucket each.
+const CLASSES: usize = EventClass::ALL.len();
+
 impl EventClass {
     const ALL: [EventClass; 7] = [
         EventClass::Join,
@@ -82,7 +85,7 @@ impl EventClass {
 #[derive(Debug, Clone)]
 pub struct RateLimits {
     /// Events per second by class (indexed by [`EventClass::index`]); `None` is unlimited.
-    per_second: [Option<NonZeroU32>; 7],
+    per_second: [Option<NonZeroU32>; CLASSES],
     disconnect_after: Option<Duration>,
 }
 
@@ -119,7 +122,7 @@ pub enum Verdict {
 
 /// The limits of one socket, kept in its extensions.
 pub struct Throttle {
-    buckets: [Option<DefaultDirectRateLimiter>; 7],
+    buckets: [Option<DefaultDirectRateLimiter>; CLASSES],
     disconnect_after: Option<Duration>,
     flood: Mutex<Flood>,
 }

@@ -252,6 +252,7 @@ async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, counters: &S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::{Action, Command, Creation, Joiner, SessionSetup};
 
     #[test]
     fn late_ticks_keep_the_grid_and_stalls_skip_to_the_next_slot() {
@@ -272,19 +273,12 @@ mod tests {
     fn sessions_are_spread_evenly_over_the_slots() {
         let ticker = Ticker::default();
         for i in 0..(SLOTS_PER_PERIOD * 3) {
-            let mut session = Session::new(format!("s{i}"), 8, 0);
-            session.members.push(crate::core::Member {
-                socket_id: format!("m{i}"),
-                display_name: "M".into(),
-                role: crate::core::Role::Leader,
-                joined_at: 0,
-                last_ping_at: 0,
-                vocabulary: Vocabulary::Enhanced,
-                user_id: None,
-                instrument: None,
-                preferred_role: None,
-                instance: None,
-            });
+            let joiner = Joiner { vocabulary: Vocabulary::Enhanced, ..Joiner::default() };
+            let creation = Creation::IfMissing(SessionSetup::with_max_members(8));
+            let join = Command { by: format!("m{i}"), action: Action::Join { joiner, wants_lead: true, creation } };
+            let mut slot = None;
+            crate::core::apply(&mut slot, &format!("s{i}"), &join, 0).unwrap();
+            let mut session = slot.unwrap();
             session.timeline.play(0);
             ticker.track(&session);
             // A change to a playing session keeps its slot.
