@@ -8,7 +8,8 @@ use std::{sync::Arc, time::Duration};
 use bandsync_server::{
     config::Config,
     core::{
-        Action, Command, CoreError, Creation, Joiner, LeaveCause, Passcode, SessionSetup, TempoAnnouncement, Vocabulary,
+        Action, Command, CoreError, Creation, Joiner, LeaveCause, Passcode, Session, SessionSetup, TempoAnnouncement,
+        Vocabulary,
     },
     store::{Backend, RedisStore, SessionStore},
 };
@@ -192,7 +193,7 @@ fn let_back(redis: &RedisServer, instance: &str) {
     redis.cli(&["ACL", "SETUSER", &format!("instance-{instance}"), "on"]);
 }
 
-/// Two instances on one Redis; `a` can be cut off alone and has seated alice and bob in "gig".
+/// Two instances on one Redis; `a` can be cut off alone and has seated `members` in "gig".
 struct Band {
     redis: RedisServer,
     a: Arc<RedisStore>,
@@ -201,13 +202,24 @@ struct Band {
     rewritten: tokio::sync::broadcast::Receiver<String>,
 }
 
-async fn alice_and_bob_through_a() -> Band {
+async fn band_through_a(members: &[&str]) -> Band {
     let redis = RedisServer::start(None);
     let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
     let rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
-    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
-    a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
+    for (at, member) in members.iter().enumerate() {
+        a.apply("gig", &join(member, "a", 8), at as i64 + 1).await.unwrap();
+    }
     Band { redis, a, b, rewritten }
+}
+
+/// The socket ids seated in `session`, in seat order.
+fn seated(session: &Session) -> Vec<&str> {
+    session.members.iter().map(|m| m.socket_id.as_str()).collect()
+}
+
+/// True when `rewritten` announces nothing within a second.
+async fn nothing_announced(rewritten: &mut tokio::sync::broadcast::Receiver<String>) -> bool {
+    tokio::time::timeout(Duration::from_secs(1), rewritten.recv()).await.is_err()
 }
 
 /// Waits until `store` is back on Redis with every change from the outage written.
@@ -242,8 +254,7 @@ async fn a_join_during_an_outage_does_not_unlock_a_stored_session() {
 
     let stored = b.get("locked").await.unwrap().expect("still stored");
     assert!(stored.passcode_digest.is_some(), "the passcode survived the write-back");
-    let seated: Vec<&str> = stored.members.iter().map(|m| m.socket_id.as_str()).collect();
-    assert_eq!(seated, ["olivia"], "the join refused on replay seated nobody");
+    assert_eq!(seated(&stored), ["olivia"], "the join refused on replay seated nobody");
     // `a` now serves the stored session: a join without the passcode is refused there too.
     let again = a.apply("locked", &join("mallory", "a", 8), 3).await;
     assert!(matches!(again, Err(CoreError::Unauthorized(_))), "{again:?}");
@@ -251,10 +262,7 @@ async fn a_join_during_an_outage_does_not_unlock_a_stored_session() {
 
 #[tokio::test]
 async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
-    let redis = RedisServer::start(None);
-    // Instance `a` logs in as a user of its own, so it alone can be cut off.
-    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
-    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    let Band { redis, a, b, .. } = band_through_a(&["alice"]).await;
 
     cut_off(&redis, &a, "a").await;
     let message = Action::UpdateMessage { message: "set on a, cut off".into() };
@@ -269,8 +277,7 @@ async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
 
     let stored = b.get("gig").await.unwrap().expect("still stored");
     assert_eq!(stored.message, "set on a, cut off", "a's change was written back");
-    let seated: Vec<&str> = stored.members.iter().map(|m| m.socket_id.as_str()).collect();
-    assert_eq!(seated, ["alice", "bob"], "b's join was kept");
+    assert_eq!(seated(&stored), ["alice", "bob"], "b's join was kept");
     assert_eq!(stored.timeline.tempo_at(4), 132.0, "b's tempo was kept");
     // `a` serves the merged session from then on, even cut off again.
     cut_off(&redis, &a, "a").await;
@@ -279,10 +286,7 @@ async fn changes_made_elsewhere_during_an_outage_survive_the_write_back() {
 
 #[tokio::test]
 async fn members_another_instance_unseated_during_the_outage_are_announced_for_a_seat_check() {
-    let redis = RedisServer::start(None);
-    let (a, b) = (store(&config_of_own_user(&redis, "a"), "a").await, store(&config(&redis), "b").await);
-    let mut rewritten = a.rewritten_sessions().expect("the redis store announces rewritten sessions");
-    a.apply("gig", &join("alice", "a", 8), 1).await.unwrap();
+    let Band { redis, a, b, mut rewritten } = band_through_a(&["alice"]).await;
 
     cut_off(&redis, &a, "a").await;
     // `b` takes `a` for lost and unseats its member; `a`, cut off, seats another one.
@@ -292,9 +296,8 @@ async fn members_another_instance_unseated_during_the_outage_are_announced_for_a
 
     let_back(&redis, "a");
     written_back(&a).await;
-    let seated: Vec<String> =
-        b.get("gig").await.unwrap().expect("stored").members.into_iter().map(|m| m.socket_id).collect();
-    assert_eq!(seated, ["carol"], "carol's join replayed, alice's eviction kept");
+    let stored = b.get("gig").await.unwrap().expect("stored");
+    assert_eq!(seated(&stored), ["carol"], "carol's join replayed, alice's eviction kept");
     // Nothing was refused, but alice lost her seat: the gateway must hear of the session.
     let announced = tokio::time::timeout(Duration::from_secs(5), rewritten.recv()).await;
     assert_eq!(announced.expect("announced in time").unwrap(), "gig");
@@ -302,7 +305,7 @@ async fn members_another_instance_unseated_during_the_outage_are_announced_for_a
 
 #[tokio::test]
 async fn after_being_cut_off_an_instance_catches_up_with_what_it_did_not_hear() {
-    let Band { redis, a, b, mut rewritten } = alice_and_bob_through_a().await;
+    let Band { redis, a, b, mut rewritten } = band_through_a(&["alice", "bob"]).await;
 
     cut_off(&redis, &a, "a").await;
     // `a` changes nothing; `b` takes it for lost and unseats alice, then changes the tempo.
@@ -317,27 +320,24 @@ async fn after_being_cut_off_an_instance_catches_up_with_what_it_did_not_hear() 
     // `a`'s own copy caught up: cut off again, it serves what `b` did.
     cut_off(&redis, &a, "a").await;
     let copy = a.get("gig").await.unwrap().expect("cached");
-    let seated: Vec<&str> = copy.members.iter().map(|m| m.socket_id.as_str()).collect();
-    assert_eq!((seated, copy.timeline.tempo), (vec!["bob"], 90.0));
+    assert_eq!((seated(&copy), copy.timeline.tempo), (vec!["bob"], 90.0));
 }
 
 #[tokio::test]
 async fn a_write_back_whose_answer_was_lost_is_not_replayed_twice() {
-    let Band { redis, a, b, mut rewritten } = alice_and_bob_through_a().await;
+    let Band { redis, a, b, mut rewritten } = band_through_a(&["alice", "bob"]).await;
 
     cut_off(&redis, &a, "a").await;
     a.apply("gig", &command("alice", Action::Leave(LeaveCause::Left)), 3).await.expect("served from the cache");
     // Writes wait 6 s: `a`'s replay is sent, its answer times out after 2 s, and Redis writes it
     // when the pause ends.
-    redis.cli(&["CLIENT", "PAUSE", "6000", "WRITE"]);
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "6000", "WRITE"]), "OK");
     let_back(&redis, "a");
     written_back(&a).await;
 
-    let seated: Vec<String> =
-        b.get("gig").await.unwrap().expect("stored").members.into_iter().map(|m| m.socket_id).collect();
-    assert_eq!(seated, ["bob"]);
+    assert_eq!(seated(&b.get("gig").await.unwrap().expect("stored")), ["bob"]);
     // Replayed a second time, alice's leave would have been refused (she was gone): nothing was.
-    assert!(rewritten.try_recv().is_err(), "the write whose answer was lost was replayed again");
+    assert!(nothing_announced(&mut rewritten).await, "the write whose answer was lost was replayed again");
 }
 
 #[tokio::test]
@@ -350,19 +350,21 @@ async fn a_write_whose_answer_was_lost_counts_once() {
     a.apply("gig", &join("bob", "a", 8), 2).await.unwrap();
 
     // Writes wait 3.5 s: the leave's write outlasts its 2 s timeout, then happens.
-    redis.cli(&["CLIENT", "PAUSE", "3500", "WRITE"]);
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "3500", "WRITE"]), "OK");
+    let sent = std::time::Instant::now();
     let left = a.apply("gig", &command("alice", Action::Leave(LeaveCause::Left)), 3).await;
-    let seated: Vec<String> =
-        left.expect("answered as done").session.members.into_iter().map(|m| m.socket_id).collect();
-    assert_eq!(seated, ["bob"]);
+    assert!(
+        sent.elapsed() >= Duration::from_secs(2),
+        "the write was answered within its timeout: {:?}",
+        sent.elapsed()
+    );
+    assert_eq!(seated(&left.expect("answered as done").session), ["bob"]);
     written_back(&a).await;
 
     let b = store(&config, "b").await;
-    let stored: Vec<String> =
-        b.get("gig").await.unwrap().expect("stored").members.into_iter().map(|m| m.socket_id).collect();
-    assert_eq!(stored, ["bob"]);
+    assert_eq!(seated(&b.get("gig").await.unwrap().expect("stored")), ["bob"]);
     // Replayed on top of itself, alice's leave would have been refused (she was gone): nothing was.
-    assert!(rewritten.try_recv().is_err(), "the write whose answer was lost was applied twice");
+    assert!(nothing_announced(&mut rewritten).await, "the write whose answer was lost was applied twice");
 }
 
 #[tokio::test]
