@@ -75,10 +75,10 @@ pub trait SessionStore: Send + Sync + 'static {
         None
     }
 
-    /// Sessions that, once this instance was back in touch with the others, turned out to lack
-    /// members seated through it (a join made while cut off that the stored session refused, or
-    /// members another instance unseated meanwhile): their local members must check their seats.
-    /// `None` when the store cannot be cut off.
+    /// Sessions whose stored state, once this instance was back in touch with the others, refused
+    /// changes it made while cut off (a join to a session that turned out to be locked or full) or
+    /// lacks members seated through it (another instance unseated them meanwhile): their local
+    /// members must check their seats. `None` when the store cannot be cut off.
     fn rewritten_sessions(&self) -> Option<broadcast::Receiver<String>> {
         None
     }

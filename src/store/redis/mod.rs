@@ -58,7 +58,8 @@ pub struct RedisStore {
     /// [`outage`]): the write-back runs there, never on a socket's request.
     write_back_wanted: Arc<Notify>,
     changes: broadcast::Sender<Session>,
-    /// Sessions that, reloaded or merged after an outage, lack members of this instance.
+    /// Sessions whose stored state, merged or reloaded after an outage, refused some of this
+    /// instance's changes or lacks some of its members.
     rewritten: broadcast::Sender<String>,
 }
 

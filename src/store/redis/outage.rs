@@ -236,7 +236,7 @@ impl RedisStore {
                     self.index_written(stored, true).await;
                 }
                 self.settle(id, attempt.extent);
-                self.follow_merged(id, stored);
+                self.follow_merged(id, stored, false);
                 return Ok(true);
             }
         }
@@ -279,7 +279,7 @@ impl RedisStore {
                 "changes made during the outage that the stored session refused were dropped"
             );
         }
-        self.follow_merged(id, session);
+        self.follow_merged(id, session, !refused.is_empty());
         Ok(written)
     }
 
@@ -390,13 +390,13 @@ impl RedisStore {
         if cache.get(id) != before.as_ref() || self.awaits_write_back(id) {
             return;
         }
-        self.install(cache, id, loaded);
+        self.install(cache, id, loaded, false);
     }
 
     /// The session as merged (`None`: Redis has none) becomes this instance's copy, with any
     /// changes logged since the write-back began on top, and its streams follow it
-    /// ([`Self::install`]).
-    fn follow_merged(&self, id: &str, merged: Option<Session>) {
+    /// ([`Self::install`]); `some_refused` when the stored session refused some of the changes.
+    fn follow_merged(&self, id: &str, merged: Option<Session>, some_refused: bool) {
         // Cache, then log: the order `apply_offline` takes them in.
         let cache = self.cache();
         let pending = self.pending();
@@ -412,18 +412,19 @@ impl RedisStore {
             None => {}
         }
         drop(pending);
-        self.install(cache, id, slot);
+        self.install(cache, id, slot, some_refused);
     }
 
     /// Makes `session` this instance's copy of `id` (under the cache lock the caller took) and
-    /// tells the streams when it differs. When it lacks members of this instance that the copy had
-    /// (a join made while cut off that the stored session refused, or members another instance
-    /// unseated meanwhile), the gateway hears the session was rewritten, to unseat them.
+    /// tells the streams when it differs. When the stored session refused some of this instance's
+    /// changes, or lacks members of this instance that the copy had (another instance unseated
+    /// them meanwhile), the gateway hears the session was rewritten, to check their seats.
     fn install(
         &self,
         mut cache: std::sync::MutexGuard<'_, HashMap<String, Session>>,
         id: &str,
         session: Option<Session>,
+        some_refused: bool,
     ) {
         let differs = cache.get(id) != session.as_ref();
         let lost_own_members = cache.get(id).is_some_and(|cached| {
@@ -440,7 +441,7 @@ impl RedisStore {
         if let Some(session) = session.filter(|_| differs) {
             self.changes.send(session).ok();
         }
-        if lost_own_members {
+        if some_refused || lost_own_members {
             self.rewritten.send(id.to_owned()).ok();
         }
     }
