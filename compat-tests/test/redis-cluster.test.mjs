@@ -8,7 +8,7 @@ import { hostname } from "node:os";
 import { startServer, spawnServer, httpGet, freePort, sleep } from "../lib/server.mjs";
 import { startRedis, keyPrefix } from "../lib/redis.mjs";
 import { startCluster, redisEnv, assertLive, bandAcross, mixedAcross } from "../lib/cluster.mjs";
-import { connect, closeAll, sid, mark, waitFor, expectError, expectNo, join, events } from "../lib/client.mjs";
+import { connect, closeAll, sid, mark, waitFor, expectError, expectNo, join, events, seqOf } from "../lib/client.mjs";
 import {
   ack,
   ackOk,
@@ -578,9 +578,9 @@ test("leader-only actions stay leader-only: every one, in both vocabularies, fro
   // L1 and E2 sit on B, L2 on A; the leader E1 is on A.
   for (const follower of [m.l1, m.e2, m.l2]) {
     for (const [event, payload] of legacyControls) {
-      const refused = waitFor(follower, "error", { code: "NOT_LEADER" }, 3000);
+      const from = seqOf(follower);
       follower.emit(event, { sessionId: S, ...payload });
-      await refused;
+      await expectError(follower, "NOT_LEADER", 3000, from);
     }
     for (const [event, payload] of enhancedControls) {
       const res = await ack(follower, event, { sessionId: S, ...payload }, 3000);
