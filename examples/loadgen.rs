@@ -27,7 +27,6 @@ use tokio::{sync::Semaphore, task::JoinSet};
 use support::{
     client::{Client, Options},
     latency::Recorder,
-    lock,
     measure::{Measures, change_tempo, member_handler},
     proc_stats::Process,
     session::{self, Vocabulary},
@@ -181,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
         line("control latency", m.control.summary());
         line("", format!("{} receipts matched no send", m.unmatched.load(Ordering::Relaxed)));
     }
-    let errors = lock(&m.errors).clone();
+    let errors = m.errors.snapshot();
     line("errors", if errors.is_empty() { "none".to_owned() } else { format!("{errors:?}") });
     if let (Some(start), Some(end)) = (server_start, server_end) {
         let cpu = end.cpu_since(&start);

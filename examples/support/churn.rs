@@ -8,7 +8,7 @@
 use std::{
     collections::BTreeMap,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -23,8 +23,8 @@ use tokio::{
 use super::{
     Rng,
     client::{Client, Options},
-    lock, now_ms,
-    session::{self, Refused, Vocabulary},
+    now_ms,
+    session::{self, ErrorCodes, Refused, Vocabulary},
     tally::Tally,
     wire::Fields,
 };
@@ -72,7 +72,7 @@ pub struct Churn {
     pub deadline: Instant,
     pub tally: Arc<Tally>,
     permits: Semaphore,
-    errors: Mutex<BTreeMap<String, u64>>,
+    errors: ErrorCodes,
     pub reconnects: AtomicU64,
     pub rejoins: AtomicU64,
     pub restarts: AtomicU64,
@@ -91,7 +91,7 @@ impl Churn {
             deadline,
             tally: Arc::default(),
             permits: Semaphore::new(connect_concurrency.max(1)),
-            errors: Mutex::default(),
+            errors: ErrorCodes::default(),
             reconnects: AtomicU64::default(),
             rejoins: AtomicU64::default(),
             restarts: AtomicU64::default(),
@@ -103,11 +103,7 @@ impl Churn {
 
     /// Error codes received so far (error events, and refused acknowledgements), with counts.
     pub fn errors(&self) -> BTreeMap<String, u64> {
-        lock(&self.errors).clone()
-    }
-
-    fn count_error(&self, code: &str) {
-        *lock(&self.errors).entry(code.to_owned()).or_default() += 1;
+        self.errors.snapshot()
     }
 
     fn join_failed(&self, what: &str, err: &anyhow::Error) {
@@ -115,7 +111,7 @@ impl Churn {
         if let Some(refused) = err.downcast_ref::<Refused>()
             && !refused.reported_as_event
         {
-            self.count_error(&refused.code);
+            self.errors.count(&refused.code);
         }
         // The first few reasons are enough; a flood of them would bury the report lines.
         if failures <= 5 {
@@ -136,11 +132,7 @@ impl Churn {
 }
 
 fn count_errors(churn: Arc<Churn>) -> impl FnMut(&str, &Fields) + Send + 'static {
-    move |name: &str, fields: &Fields| {
-        if session::is_error_event(name) {
-            churn.count_error(fields.code.as_deref().unwrap_or("UNKNOWN"));
-        }
-    }
+    move |name: &str, fields: &Fields| churn.errors.count_event(name, fields)
 }
 
 async fn connect(churn: &Arc<Churn>) -> anyhow::Result<Client> {

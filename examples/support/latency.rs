@@ -22,7 +22,7 @@ impl Default for Recorder {
 }
 
 impl Recorder {
-    pub fn record_us(&self, us: u64) {
+    fn record_us(&self, us: u64) {
         lock(&self.0).saturating_record(us);
     }
 
@@ -33,19 +33,6 @@ impl Recorder {
     /// Records a delay given in (fractional) milliseconds; negative ones (clock rounding) count as 0.
     pub fn record_ms(&self, ms: f64) {
         self.record_us((ms * 1000.0).max(0.0) as u64);
-    }
-
-    pub fn len(&self) -> u64 {
-        lock(&self.0).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Value at quantile `q` (0..=1), in microseconds.
-    pub fn quantile_us(&self, q: f64) -> u64 {
-        lock(&self.0).value_at_quantile(q)
     }
 
     /// `p50 0.412 ms  p99 1.234 ms  p99.9 3.210 ms  max 5.001 ms  (n 12345)`.

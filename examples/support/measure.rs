@@ -5,7 +5,7 @@
 //! other member's receipt, matched through a table of send instants keyed by (session, tempo).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -13,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bandsync_server::core::timeline::{MAX_TEMPO, MIN_TEMPO};
 use tokio::time::{MissedTickBehavior, interval_at};
 
 use super::{
@@ -20,14 +21,14 @@ use super::{
     client::Client,
     latency::Recorder,
     lock, now_ms,
-    session::{self, Vocabulary},
+    session::{self, ErrorCodes, Vocabulary},
     wire::Fields,
 };
 
-/// Tempo changes cycle through this range (the server accepts 20–400), so within a session each
-/// value is unique for hundreds of changes and a receipt identifies its send.
-const TEMPO_LOW: u32 = 21;
-const TEMPO_SPAN: u32 = 379;
+/// Tempo changes cycle through whole tempos strictly inside the range the server accepts, so
+/// within a session each value is unique for hundreds of changes and a receipt identifies its send.
+const TEMPO_LOW: u32 = MIN_TEMPO as u32 + 1;
+const TEMPO_SPAN: u32 = (MAX_TEMPO - MIN_TEMPO) as u32 - 1;
 
 /// What the connection tasks record, shared by all of them.
 #[derive(Debug, Default)]
@@ -44,7 +45,7 @@ pub struct Measures {
     /// Packets never received: a jump of more than 1.5 periods in the stream's server times.
     pub missing: AtomicU64,
     pub unmatched: AtomicU64,
-    pub errors: Mutex<BTreeMap<String, u64>>,
+    pub errors: ErrorCodes,
 }
 
 /// The per-connection event handler: stream latency and gaps, tempo receipt delays, error codes.
@@ -107,9 +108,8 @@ pub fn member_handler(
                     }
                 }
             }
-        } else if session::is_error_event(name) {
-            let code = fields.code.clone().unwrap_or_else(|| "UNKNOWN".to_owned());
-            *lock(&measures.errors).entry(code).or_default() += 1;
+        } else {
+            measures.errors.count_event(name, fields);
         }
     }
 }

@@ -5,12 +5,12 @@
 //! an `error`). Playback and tempo requests are sent without waiting: their effects arrive as room
 //! events, which is what the tools measure, and failures arrive as error events.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 use anyhow::anyhow;
 use serde_json::{Value, json};
 
-use super::{client::Client, wire::Fields};
+use super::{client::Client, lock, wire::Fields};
 
 /// How long a join or create may take before it counts as failed.
 pub const TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +72,30 @@ pub fn is_error_event(name: &str) -> bool {
     matches!(name, "error" | "error:validation" | "error:session")
 }
 
+/// The code counted for an error event or refused acknowledgement that names none.
+const UNKNOWN_CODE: &str = "UNKNOWN";
+
+/// Error codes the server sent during a run, with counts.
+#[derive(Debug, Default)]
+pub struct ErrorCodes(Mutex<BTreeMap<String, u64>>);
+
+impl ErrorCodes {
+    pub fn count(&self, code: &str) {
+        *lock(&self.0).entry(code.to_owned()).or_default() += 1;
+    }
+
+    /// Counts the event `name` when it is one of the server's error events.
+    pub fn count_event(&self, name: &str, fields: &Fields) {
+        if is_error_event(name) {
+            self.count(fields.code.as_deref().unwrap_or(UNKNOWN_CODE));
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        lock(&self.0).clone()
+    }
+}
+
 /// Creates a session led by `client` and returns its id. Enhanced sessions get a server-chosen id;
 /// legacy ones use `legacy_id` (joining it first makes the client leader, or `set_role` does).
 pub async fn open(
@@ -126,7 +150,7 @@ async fn join_legacy(client: &Client, session_id: &str, display_name: &str) -> a
 
 fn legacy_answer(event: &'static str, name: &str, fields: Fields) -> anyhow::Result<Fields> {
     if name == "error" {
-        let code = fields.code.unwrap_or_else(|| "UNKNOWN".to_owned());
+        let code = fields.code.unwrap_or_else(|| UNKNOWN_CODE.to_owned());
         return Err(Refused { event, code, reported_as_event: true }.into());
     }
     Ok(fields)
@@ -136,7 +160,7 @@ fn check_ack(event: &'static str, answer: &Value) -> anyhow::Result<()> {
     if answer["ok"] == true {
         return Ok(());
     }
-    let code = answer["error"]["code"].as_str().unwrap_or("UNKNOWN").to_owned();
+    let code = answer["error"]["code"].as_str().unwrap_or(UNKNOWN_CODE).to_owned();
     Err(Refused { event, code, reported_as_event: false }.into())
 }
 

@@ -98,14 +98,12 @@ pub struct Fields {
     pub server_time: Option<f64>,
     /// `scroll_tick`, `snapshot` and most legacy events.
     pub server_timestamp: Option<f64>,
-    pub position_ms: Option<f64>,
     /// `snapshot`, `session:state_sync`, `position:sync`.
     pub tempo: Option<f64>,
     /// `tempo:change`, `tempo_change`.
     pub new_tempo: Option<f64>,
     /// The legacy app-level `ping {timestamp}`, echoed back in `pong`.
     pub timestamp: Option<f64>,
-    pub is_playing: Option<bool>,
     /// `error`, `error:validation`, `error:session`.
     pub code: Option<String>,
     pub leader_socket_id: Option<String>,
