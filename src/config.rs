@@ -6,6 +6,11 @@
 
 use clap::{Parser, ValueEnum};
 
+/// Default interval of the legacy `scroll_tick` stream, in ms (`LEGACY_TICK_MS`).
+pub const DEFAULT_LEGACY_TICK_MS: u64 = 100;
+/// Default interval of the enhanced `position:sync` stream, in ms (`SYNC_RATE_MS`): 80 Hz.
+pub const DEFAULT_SYNC_RATE_MS: f64 = 12.5;
+
 /// Who may take the lead with `set_role {role: "leader"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LeaderPolicy {
@@ -49,11 +54,11 @@ pub struct Config {
 
     /// Interval of the legacy `scroll_tick` stream while a session plays.
     #[arg(long, env = "LEGACY_TICK_MS", value_name = "LEGACY_TICK_MS",
-          default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=10_000))]
+          default_value_t = DEFAULT_LEGACY_TICK_MS, value_parser = clap::value_parser!(u64).range(10..=10_000))]
     pub legacy_tick_ms: u64,
 
     /// Interval of the enhanced `position:sync` stream while a session plays (12.5 = 80 Hz).
-    #[arg(long, env = "SYNC_RATE_MS", value_name = "SYNC_RATE_MS", default_value_t = 12.5, value_parser = parse_sync_rate)]
+    #[arg(long, env = "SYNC_RATE_MS", value_name = "SYNC_RATE_MS", default_value_t = DEFAULT_SYNC_RATE_MS, value_parser = parse_sync_rate)]
     pub sync_rate_ms: f64,
 
     /// How far ahead of now a start schedules the first beat, so every device can begin on it.

@@ -8,6 +8,7 @@
 use std::{collections::BTreeMap, sync::Mutex, time::Duration};
 
 use anyhow::anyhow;
+use bandsync_server::config::{DEFAULT_LEGACY_TICK_MS, DEFAULT_SYNC_RATE_MS};
 use serde_json::{Value, json};
 
 use super::{client::Client, lock, wire::Fields};
@@ -34,8 +35,8 @@ impl Vocabulary {
     /// The server's default period of that stream (`LEGACY_TICK_MS`, `SYNC_RATE_MS`).
     pub fn stream_period_ms(self) -> f64 {
         match self {
-            Vocabulary::Legacy => 100.0,
-            Vocabulary::Enhanced => 12.5,
+            Vocabulary::Legacy => DEFAULT_LEGACY_TICK_MS as f64,
+            Vocabulary::Enhanced => DEFAULT_SYNC_RATE_MS,
         }
     }
 
