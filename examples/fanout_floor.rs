@@ -110,21 +110,23 @@ fn main() -> anyhow::Result<()> {
         report.wall.as_secs_f64()
     );
     let per_second = report.deliveries as f64 / report.wall.as_secs_f64();
-    println!("deliveries          {} = {per_second:.0}/s", report.deliveries);
+    let line = support::report_line;
+    line("deliveries", format!("{} = {per_second:.0}/s", report.deliveries));
     let (user, system) = report.cpu;
-    println!(
-        "writer thread       user {user:.2} s + system {system:.2} s = {:.1} % of a core",
-        100.0 * (user + system) / report.wall.as_secs_f64()
-    );
+    let share = 100.0 * (user + system) / report.wall.as_secs_f64();
+    line("writer thread", format!("user {user:.2} s + system {system:.2} s = {share:.1} % of a core"));
     let millions = report.deliveries as f64 / 1e6;
-    println!(
-        "per million         user {:.2} s + system {:.2} s = {:.2} s of CPU per million deliveries",
-        user / millions,
-        system / millions,
-        (user + system) / millions
+    line(
+        "per million",
+        format!(
+            "user {:.2} s + system {:.2} s = {:.2} s of CPU per million deliveries",
+            user / millions,
+            system / millions,
+            (user + system) / millions
+        ),
     );
-    println!("late slots          {} of {} started over 1 ms late", report.late_slots, report.slots);
-    println!("reader process      {sink_cpu:.2} s of CPU in all");
+    line("late slots", format!("{} of {} started over 1 ms late", report.late_slots, report.slots));
+    line("reader process", format!("{sink_cpu:.2} s of CPU in all"));
     Ok(())
 }
 

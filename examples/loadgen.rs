@@ -155,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
     let m = &ctx.measures;
     let stream_event = args.vocabulary.stream_event();
     let period = args.vocabulary.stream_period_ms();
-    let line = |label: &str, text: String| println!("{label:<20}{text}");
+    let line = support::report_line;
     println!();
     println!(
         "== bandsync loadgen: {} {} × {}, {window:.1} s window after {} s warm-up{} ==",
@@ -181,7 +181,7 @@ async fn main() -> anyhow::Result<()> {
         line("", format!("{} receipts matched no send", m.unmatched.load(Ordering::Relaxed)));
     }
     let errors = m.errors.snapshot();
-    line("errors", if errors.is_empty() { "none".to_owned() } else { format!("{errors:?}") });
+    line("errors", support::describe_codes(&errors));
     if let (Some(start), Some(end)) = (server_start, server_end) {
         let cpu = end.cpu_since(&start);
         let per_million = if deliveries > 0 { format!("{:.2} s", cpu * 1e6 / deliveries as f64) } else { "-".into() };

@@ -153,7 +153,7 @@ async fn report_until_deadline(
 
 /// Prints the summary and decides the exit code.
 fn summary(args: &Args, churn: &Churn, rss: &[(f64, f64)], elapsed: Duration) -> ExitCode {
-    let line = |label: &str, text: String| println!("{label:<20}{text}");
+    let line = support::report_line;
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     println!();
     println!(
@@ -205,7 +205,7 @@ fn summary(args: &Args, churn: &Churn, rss: &[(f64, f64)], elapsed: Duration) ->
     let (drops, join_failures) = (load(&churn.drops), load(&churn.join_failures));
     line("failures", format!("{drops} connections dropped by the server, {join_failures} joins failed"));
     let errors = churn.errors();
-    line("errors", if errors.is_empty() { "none".to_owned() } else { format!("{errors:?}") });
+    line("errors", support::describe_codes(&errors));
     let unexpected: Vec<&String> = errors.keys().filter(|code| !args.allow_codes.contains(*code)).collect();
     if unexpected.is_empty() && drops == 0 && join_failures == 0 {
         line("result", "pass".to_owned());

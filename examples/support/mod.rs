@@ -29,6 +29,16 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// One line of a tool's report: the label in a column of its own, then the figures.
+pub fn report_line(label: &str, figures: impl std::fmt::Display) {
+    println!("{label:<20}{figures}");
+}
+
+/// The error codes of a run for a report line: `none`, or each code with its count.
+pub fn describe_codes(codes: &std::collections::BTreeMap<String, u64>) -> String {
+    if codes.is_empty() { "none".to_owned() } else { format!("{codes:?}") }
+}
+
 /// Wall-clock time in Unix epoch milliseconds, with sub-millisecond precision: the clock the
 /// server's `serverTime` / `serverTimestamp` fields use (same machine, so directly comparable).
 pub fn now_ms() -> f64 {
