@@ -9,6 +9,9 @@ use std::{fs, path::Path};
 
 fn replay(target: &str, body: fn(&[u8])) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    // A target without regressions has no directory there yet; the folder itself must exist, or
+    // the replay would be looking in the wrong place.
+    assert!(root.join("regressions").is_dir(), "fuzz/regressions/ is missing");
     let mut replayed = 0;
     for dir in [root.join("corpus").join(target), root.join("regressions").join(target)] {
         let Ok(entries) = fs::read_dir(&dir) else { continue };
