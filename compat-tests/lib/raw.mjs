@@ -7,7 +7,6 @@ const EIO_PATH = "/socket.io/?EIO=4";
 /** Engine.IO's separator between packets in one polling body. */
 export const SEP = "\x1e";
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // Everything opened here, so that a failed test does not leave its connections to the next one.
 const openSockets = new Set();

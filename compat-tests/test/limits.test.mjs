@@ -19,6 +19,7 @@ import {
 } from "../lib/client.mjs";
 import { ack, ackError, ackOk, createSession } from "../lib/enhanced.mjs";
 import { pollHttp } from "../lib/cluster.mjs";
+import { pollingUrl, wsUrl } from "../lib/raw.mjs";
 import { delta, parsePrometheusText, sampleValue } from "../lib/prometheus.mjs";
 
 const [limited, capped, guarded, fewSessions, cors] = useServers(
@@ -185,7 +186,7 @@ test("MAX_SESSIONS: no new session past the limit (SERVER_FULL), existing sessio
 });
 
 test("CORS_ORIGIN is enforced on polling and on the websocket handshake; requests without an Origin, or from the server's own, pass", async () => {
-  const polling = `${cors.url}/socket.io/?EIO=4&transport=polling`;
+  const polling = pollingUrl(cors.url);
   const foreign = await fetch(polling, { headers: { origin: "https://evil.example" } });
   assert.equal(foreign.status, 403);
   assert.match((await foreign.json()).message, /not allowed/);
@@ -197,10 +198,9 @@ test("CORS_ORIGIN is enforced on polling and on the websocket handshake; request
   assert.equal(native.status, 200);
   await native.text();
 
-  const wsUrl = `${cors.url.replace("http", "ws")}/socket.io/?EIO=4&transport=websocket`;
   const opened = (origin) =>
     new Promise((resolve) => {
-      const ws = new WebSocket(wsUrl, { origin });
+      const ws = new WebSocket(wsUrl(cors.url), { origin });
       ws.once("open", () => {
         ws.close();
         resolve(200);
