@@ -183,7 +183,7 @@ fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) ->
     telemetry::build_info(&server_id);
     Arc::new(AppState {
         limits: Limits { max_name: config.max_name_length as usize, max_message: config.max_message_length as usize },
-        rate_limits: RateLimits::from_config(&config),
+        rate_limits: RateLimits::from_settings(&config.rate_limits),
         admission: Default::default(),
         server_id,
         store,

@@ -65,7 +65,12 @@ fn describe() {
     describe_counter!(
         "bandsync_rate_limited_total",
         Unit::Count,
-        "Events dropped by a socket's rate limits (by event class) or its full queue (class \"queue\")"
+        "Events refused or dropped by a socket's rate limits (by event class) or its full queue (class \"queue\")"
+    );
+    describe_counter!(
+        "bandsync_coalesced_total",
+        Unit::Count,
+        "State-setting events (tempo, seek, message) over budget that a newer one of the same state replaced before they were applied, by class"
     );
     describe_histogram!("bandsync_tick_lag_seconds", Unit::Seconds, "How late the sync engine's ticks ran");
     describe_histogram!(
@@ -134,6 +139,12 @@ pub fn connection_refused(reason: &'static str) {
 /// An event dropped; `class` is its rate-limit class, or `queue` when the socket's queue was full.
 pub fn rate_limited(class: &'static str) {
     counter!("bandsync_rate_limited_total", "class" => class).increment(1);
+}
+
+/// A state-setting event that waited past its budget and was replaced by a newer one of the same
+/// state before it was applied, by class.
+pub fn coalesced(class: &'static str) {
+    counter!("bandsync_coalesced_total", "class" => class).increment(1);
 }
 
 pub fn member_seated(delta: f64) {

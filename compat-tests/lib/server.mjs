@@ -176,5 +176,5 @@ export async function httpGet(url) {
  * themselves are tested in limits.test.mjs and hostile.test.mjs, under the defaults.
  */
 export const NO_RATE_LIMITS = Object.fromEntries(
-  ["JOINS", "TEMPO", "BEATS", "POSITIONS", "CHAT", "CLOCK_SYNC", "CONTROL"].map((c) => [`RATE_LIMIT_${c}_PER_SEC`, "0"]),
+  ["JOINS", "TEMPO", "SEEKS", "MESSAGES", "BEATS", "POSITIONS", "CHAT", "CLOCK_SYNC", "CONTROL", "OTHER"].map((c) => [`RATE_LIMIT_${c}_PER_SEC`, "0"]),
 );

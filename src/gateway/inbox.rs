@@ -2,30 +2,36 @@
 //!
 //! socketioxide runs every event handler as its own task, so two events sent back to back can be
 //! handled out of order. Extractors, though, run synchronously in the order packets arrive. The
-//! [`Queued`] extractor therefore does the real work: it pushes the event into the socket's
-//! bounded queue, which the socket's worker drains one event at a time.
+//! [`Queued`] extractor therefore does the real work: it checks the event against the socket's
+//! budget and puts it in the socket's [`EventQueue`], which the socket's worker drains one event
+//! at a time. State-setting events past their budget wait there, coalesced (see [`super::queue`]).
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, TryData},
     handler::FromMessageParts,
     socket::Socket,
 };
-use tokio::sync::mpsc;
 
 use super::{
     enhanced_events::answer_clock_sync,
+    queue::{Coalesced, EventQueue, Refused, StateKey},
     respond::Responder,
-    throttle::{EventClass, Throttle, Verdict},
+    throttle::{EventClass, Refusal, Throttle},
 };
-use crate::{clock::precise_now_ms, core::CoreError, telemetry};
+use crate::{
+    clock::precise_now_ms,
+    core::CoreError,
+    protocol::{self, Limits},
+    telemetry,
+};
 
 /// Something for a socket's worker to do, in arrival order.
 pub enum Inbound<A: Adapter> {
-    /// Boxed: the queue allocates room for 32 entries up front, per socket, so entries stay small.
+    /// Boxed, so that queue entries stay small.
     Event(Box<QueuedEvent<A>>),
     /// The connection closed, with Socket.IO's reason text.
     Disconnected(&'static str),
@@ -42,15 +48,18 @@ pub struct QueuedEvent<A: Adapter> {
     pub ack: Option<AckSender<A>>,
 }
 
-/// The sending half of a socket's queue and its rate limits, kept in the socket's extensions.
+/// A socket's queue and its rate limits, kept in the socket's extensions.
 pub struct Inbox<A: Adapter> {
-    pub queue: mpsc::Sender<Inbound<A>>,
+    pub queue: Arc<EventQueue<Inbound<A>>>,
     pub throttle: Arc<Throttle>,
+    /// Payload limits, to tell a valid state-setting event (which may be coalesced) from one the
+    /// worker will refuse.
+    pub limits: Limits,
 }
 
 impl<A: Adapter> Clone for Inbox<A> {
     fn clone(&self) -> Self {
-        Self { queue: self.queue.clone(), throttle: self.throttle.clone() }
+        Self { queue: self.queue.clone(), throttle: self.throttle.clone(), limits: self.limits }
     }
 }
 
@@ -65,30 +74,21 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
         value: &mut socketioxide_core::Value,
         ack_id: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        let Some(Inbox { queue, throttle }) = socket.extensions.get::<Inbox<A>>() else {
+        let Some(inbox) = socket.extensions.get::<Inbox<A>>() else {
             return Ok(Queued);
         };
         let received_at = precise_now_ms();
         let name = Event::from_message_parts(socket, value, ack_id).map(|e| e.0).unwrap_or_default();
+        let mut ack = ack_id.map(|_| AckSender::from_message_parts(socket, value, ack_id).expect("infallible"));
         let class = EventClass::of(&name);
-        if let Verdict::Refused { notify, disconnect } = throttle.check(class) {
-            let ack = ack_id.map(|_| AckSender::from_message_parts(socket, value, ack_id).expect("infallible"));
-            refuse_flood(socket, &name, class, ack, notify, disconnect);
+        // Past its budget, an event that sets no state goes no further: its payload is not even
+        // decoded, so a flood costs a bucket check per packet.
+        if !class.coalesces() && !inbox.throttle.try_take(class) {
+            over_budget(socket, &inbox.throttle, &name, class, ack);
             return Ok(Queued);
         }
-        let TryData(data) =
-            TryData::<Value>::from_message_parts(socket, value, ack_id).unwrap_or(TryData(Ok(Value::Null)));
-        let ack = ack_id.map(|_| AckSender::from_message_parts(socket, value, ack_id).expect("infallible"));
-        let data = match data {
-            Ok(data) => data,
-            // JSON nested past the decoder's depth limit: say so, rather than "payload required".
-            Err(err) if err.to_string().contains("recursion limit") => {
-                let too_deep = CoreError::Validation("Payload is nested too deeply (at most 128 levels)".into());
-                Responder::for_event(&name, ack).refuse(&SocketRef::from(socket.clone()), &too_deep);
-                return Ok(Queued);
-            }
-            // A missing or otherwise undecodable argument becomes null, which validation refuses clearly.
-            Err(_) => Value::Null,
+        let Some(data) = decode(socket, &name, value, ack_id, &mut ack) else {
+            return Ok(Queued);
         };
         // Clock sync is answered at once, not behind queued events: the less time between t1 and
         // t2, the less the client's offset estimate depends on the server's load.
@@ -103,14 +103,84 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
             answer_clock_sync(&SocketRef::from(socket.clone()), Responder::enhanced(&name, ack), t0, received_at);
             return Ok(Queued);
         }
+        if class.coalesces() {
+            if let Some(session_id) = protocol::session_set_by(&name, &data, inbox.limits) {
+                let key = StateKey { class, session_id: session_id.into() };
+                queue_state(socket, &inbox, QueuedEvent { name, data, ack }, key);
+                return Ok(Queued);
+            }
+            // Invalid: the worker refuses it, within the budget of any other event.
+            if !inbox.throttle.try_take(class) {
+                over_budget(socket, &inbox.throttle, &name, class, ack);
+                return Ok(Queued);
+            }
+        }
         let event = Inbound::Event(Box::new(QueuedEvent { name, data, ack }));
-        if let Err(mpsc::error::TrySendError::Full(Inbound::Event(event))) = queue.try_send(event) {
+        if let Err(Refused::Full(Inbound::Event(event))) = inbox.queue.push(event) {
             tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&event.name), "event queue full; event dropped");
             telemetry::rate_limited("queue");
             let QueuedEvent { name, ack, .. } = *event;
             Responder::for_event(&name, ack).refuse_unlogged(&socket.clone().into(), &CoreError::RateLimited("queued"));
         }
         Ok(Queued)
+    }
+}
+
+/// The event's argument as JSON. A missing or undecodable one becomes null, which validation
+/// refuses clearly; JSON nested past the decoder's depth limit is refused here, and `None` is
+/// returned.
+fn decode<A: Adapter>(
+    socket: &Arc<Socket<A>>,
+    name: &str,
+    value: &mut socketioxide_core::Value,
+    ack_id: &Option<i64>,
+    ack: &mut Option<AckSender<A>>,
+) -> Option<Value> {
+    let TryData(data) = TryData::<Value>::from_message_parts(socket, value, ack_id).unwrap_or(TryData(Ok(Value::Null)));
+    match data {
+        Ok(data) => Some(data),
+        Err(err) if err.to_string().contains("recursion limit") => {
+            let too_deep = CoreError::Validation("Payload is nested too deeply (at most 128 levels)".into());
+            Responder::for_event(name, ack.take()).refuse(&SocketRef::from(socket.clone()), &too_deep);
+            None
+        }
+        Err(_) => Some(Value::Null),
+    }
+}
+
+/// Queues a valid state-setting event. Past its budget it waits, taking the place of an older
+/// value of the same state still waiting: that one is never applied, and an acknowledgement its
+/// sender asked for says so (`{ok: true, coalesced: true}`). Nothing is refused.
+fn queue_state<A: Adapter>(socket: &Arc<Socket<A>>, inbox: &Inbox<A>, event: QueuedEvent<A>, key: StateKey) {
+    let class = key.class;
+    let event = Inbound::Event(Box::new(event));
+    if let Coalesced::Replaced(Inbound::Event(older)) =
+        inbox.queue.push_state(event, key, || inbox.throttle.try_take(class))
+    {
+        telemetry::coalesced(class.as_str());
+        tracing::trace!(socket = %socket.id, class = class.as_str(), "coalesced");
+        if let Some(ack) = older.ack {
+            ack.send(&json!({ "ok": true, "coalesced": true })).ok();
+        }
+    }
+}
+
+/// An event that sets no state, past its budget. Unknown events are ignored anyway: they are
+/// dropped unseen. Any other is refused (see [`refuse_flood`]). An acknowledgement the client
+/// waits for is always answered.
+fn over_budget<A: Adapter>(
+    socket: &Arc<Socket<A>>,
+    throttle: &Throttle,
+    name: &str,
+    class: EventClass,
+    ack: Option<AckSender<A>>,
+) {
+    if class != EventClass::Other {
+        return refuse_flood(socket, name, class, ack, throttle.refused());
+    }
+    telemetry::rate_limited(class.as_str());
+    if let Some(ack) = ack {
+        Responder::enhanced(name, Some(ack)).refuse_unlogged(&socket.clone().into(), &CoreError::RateLimited("other"));
     }
 }
 
@@ -121,8 +191,7 @@ fn refuse_flood<A: Adapter>(
     name: &str,
     class: EventClass,
     ack: Option<AckSender<A>>,
-    notify: bool,
-    disconnect: bool,
+    Refusal { notify, disconnect }: Refusal,
 ) {
     telemetry::rate_limited(class.as_str());
     let responder = Responder::for_event(name, ack);

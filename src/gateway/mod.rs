@@ -11,13 +11,14 @@ pub mod inbox;
 mod legacy_events;
 pub mod locks;
 pub mod quality;
+pub mod queue;
 pub mod respond;
 pub mod rooms;
 pub mod server_changes;
 pub mod throttle;
 mod worker;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use socketioxide::{
     SocketIo,
@@ -27,12 +28,12 @@ use socketioxide::{
     socket::DisconnectReason,
 };
 use socketioxide_core::adapter::DefinedAdapter;
-use tokio::sync::mpsc;
 
 use crate::{clock, state::AppState, telemetry};
 
 use admission::{AdmissionTicket, Refusal};
 use inbox::{Inbound, Inbox};
+use queue::EventQueue;
 use throttle::Throttle;
 
 /// Registers the namespace `/` on `io`; with a distributed adapter, the result is its start-up.
@@ -75,21 +76,15 @@ fn admit<A: Adapter>(
     admitted
 }
 
-/// The queue a socket's worker will drain, from set-up until the worker starts.
-struct PendingWorker<A: Adapter>(Arc<Mutex<Option<mpsc::Receiver<Inbound<A>>>>>);
-
-impl<A: Adapter> Clone for PendingWorker<A> {
-    fn clone(&self) -> Self {
-        Self(self.0.clone())
-    }
-}
-
 /// Gives the socket its queue before the client is told it is connected, so no event can slip
 /// past it; the worker draining it starts once the socket is connected (see [`on_connected`]).
 fn set_up<A: Adapter>(socket: SocketRef<A>, app: Arc<AppState>) {
-    let (queue, events) = mpsc::channel(app.config.max_queued_events as usize);
-    socket.extensions.insert(Inbox::<A> { queue, throttle: Arc::new(Throttle::new(&app.rate_limits)) });
-    socket.extensions.insert(PendingWorker(Arc::new(Mutex::new(Some(events)))));
+    let inbox = Inbox::<A> {
+        queue: Arc::new(EventQueue::new(app.config.max_queued_events as usize)),
+        throttle: Arc::new(Throttle::new(&app.rate_limits)),
+        limits: app.limits,
+    };
+    socket.extensions.insert(inbox);
     socket.join(rooms::socket(&socket.id.to_string()));
     socket.on_fallback(inbox::on_any_event);
     socket.on_disconnect(on_disconnect::<A>);
@@ -101,8 +96,7 @@ fn set_up<A: Adapter>(socket: SocketRef<A>, app: Arc<AppState>) {
 fn on_connected<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppState>) {
     tracing::info!(socket = %socket.id, transport = ?socket.transport_type(), protocol = ?socket.protocol(), "connected");
     respond::emit(&socket, "auth:handshake", &handshake(&app));
-    let events = socket.extensions.get::<PendingWorker<A>>().and_then(|p| p.0.lock().expect("pending worker").take());
-    if let Some(events) = events {
+    if let Some(inbox) = socket.extensions.get::<Inbox<A>>() {
         let transport = match socket.transport_type() {
             socketioxide::TransportType::Websocket => "websocket",
             socketioxide::TransportType::Polling => "polling",
@@ -111,7 +105,7 @@ fn on_connected<A: Adapter>(socket: SocketRef<A>, io: SocketIo<A>, app: Arc<AppS
         // could not be sent never gets this far, nor a disconnect.
         app.connections.opened();
         telemetry::connection_opened(transport);
-        tokio::spawn(worker::run(socket, io, events, app, transport));
+        tokio::spawn(worker::run(socket, io, inbox, app, transport));
     }
 }
 
@@ -136,7 +130,7 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReaso
     tracing::info!(socket = %socket.id, reason = %reason, "disconnected");
     if let Some(Inbox { queue, .. }) = socket.extensions.get::<Inbox<A>>() {
         // Queued behind the socket's last events, so they are all handled before it leaves.
-        queue.send(Inbound::Disconnected(reason_text(reason))).await.ok();
+        queue.push_notice(Inbound::Disconnected(reason_text(reason)));
     }
 }
 

@@ -47,11 +47,7 @@ pub fn check_seats<A: Adapter>(io: &SocketIo<A>, session_id: &str) {
     let rooms = [Vocabulary::Legacy, Vocabulary::Enhanced].map(|vocabulary| rooms::session(session_id, vocabulary));
     for socket in io.local().within(rooms).sockets() {
         if let Some(inbox) = socket.extensions.get::<Inbox<A>>() {
-            // A full queue belongs to a socket far behind on its own events (a flooder): it is not
-            // asked, and keeps its place in the rooms until it leaves or is disconnected.
-            if inbox.queue.try_send(Inbound::CheckSeat(session_id.into())).is_err() {
-                tracing::warn!(socket = %socket.id, session = %session_id, "seat check not queued: the socket's queue is full");
-            }
+            inbox.queue.push_notice(Inbound::CheckSeat(session_id.into()));
         }
     }
 }

@@ -4,9 +4,15 @@
 //! still join, chat and sync its clock. Checks happen as packets arrive, before an event is
 //! queued, so a flood costs the server a bucket check per packet and nothing more.
 //!
-//! A refused event is dropped. The sender hears about it at most once a second (an answer to an
-//! acknowledgement it asked for is always sent), and a socket that keeps flooding without a
-//! second's pause for `RATE_LIMIT_DISCONNECT_AFTER_MS` is disconnected.
+//! What happens past a budget depends on the class:
+//! - State-setting classes ([`EventClass::coalesces`]: tempo, seek, message) are never refused:
+//!   the sender's latest value waits in its queue and is applied when the bucket allows
+//!   ([`Throttle::take_when_ready`]; see `gateway::queue`).
+//! - Unknown events ([`EventClass::Other`]) are ignored anyway, so past their budget they are
+//!   dropped unseen.
+//! - Any other event is refused. The sender hears about it at most once a second (an answer to
+//!   an acknowledgement it asked for is always sent), and a socket that keeps flooding without a
+//!   second's pause for `RATE_LIMIT_DISCONNECT_AFTER_MS` is disconnected.
 
 use std::{
     num::NonZeroU32,
@@ -14,9 +20,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter, clock::Clock};
 
-use crate::config::Config;
+use crate::{
+    config::{Budget, RateLimitSettings},
+    protocol::{enhanced, legacy},
+};
 
 /// How long a socket must stay within its limits for a flood to count as over.
 const FLOOD_PAUSE: Duration = Duration::from_secs(1);
@@ -25,99 +34,127 @@ const FLOOD_PAUSE: Duration = Duration::from_secs(1);
 const NOTICE_EVERY: Duration = Duration::from_secs(1);
 
 /// Classes of events, each with a budget of its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventClass {
     Join,
+    /// Tempo changes: coalesced.
     Tempo,
+    /// Position changes (seeks, the leader's position reports): coalesced.
+    Seek,
+    /// The session's message line: coalesced.
+    Message,
     Beat,
+    /// Members' position reports (`position:sync`).
     Position,
     Chat,
     Clock,
-    /// Playback and role control, queries, and any event the server does not know.
+    /// Playback and role control, leaves and queries.
     Control,
+    /// Events the server does not know, and replies it needs nothing from (`heartbeat_response`).
+    Other,
 }
 
 /// How many classes there are: one bucket each.
 const CLASSES: usize = EventClass::ALL.len();
 
 impl EventClass {
-    const ALL: [EventClass; 7] = [
+    pub const ALL: [EventClass; 10] = [
         EventClass::Join,
         EventClass::Tempo,
+        EventClass::Seek,
+        EventClass::Message,
         EventClass::Beat,
         EventClass::Position,
         EventClass::Chat,
         EventClass::Clock,
         EventClass::Control,
+        EventClass::Other,
     ];
 
     pub fn of(event: &str) -> Self {
         match event {
             "join_session" | "session:create" | "session:join" => EventClass::Join,
             "set_tempo" | "tempo_change" | "tempo_changed" | "tempo:change" => EventClass::Tempo,
+            "seek" | "position:seek" | "position_sync" => EventClass::Seek,
+            "update_message" => EventClass::Message,
             "beat_sync" => EventClass::Beat,
-            "position_sync" | "position:sync" => EventClass::Position,
-            "chat_message" | "chat:message" | "update_message" => EventClass::Chat,
+            "position:sync" => EventClass::Position,
+            "chat_message" | "chat:message" => EventClass::Chat,
             "clock:sync" | "latency_probe" | "latency:probe" | "sync_request" | "heartbeat" | "pong"
             | "connection_quality" => EventClass::Clock,
-            _ => EventClass::Control,
+            _ if legacy::EVENTS.contains(&event) || enhanced::EVENTS.contains(&event) => EventClass::Control,
+            _ => EventClass::Other,
         }
+    }
+
+    /// True for the state-setting classes: past the budget their latest value waits instead of
+    /// being refused, so the band always ends on what the sender sent last.
+    pub fn coalesces(self) -> bool {
+        matches!(self, EventClass::Tempo | EventClass::Seek | EventClass::Message)
     }
 
     pub fn as_str(self) -> &'static str {
         match self {
             EventClass::Join => "join",
             EventClass::Tempo => "tempo",
+            EventClass::Seek => "seek",
+            EventClass::Message => "message",
             EventClass::Beat => "beat",
             EventClass::Position => "position",
             EventClass::Chat => "chat",
             EventClass::Clock => "clock",
             EventClass::Control => "control",
+            EventClass::Other => "other",
         }
     }
 
     fn index(self) -> usize {
         self as usize
     }
+
+    fn budget(self, settings: &RateLimitSettings) -> Budget {
+        match self {
+            EventClass::Join => settings.joins(),
+            EventClass::Tempo => settings.tempo(),
+            EventClass::Seek => settings.seeks(),
+            EventClass::Message => settings.messages(),
+            EventClass::Beat => settings.beats(),
+            EventClass::Position => settings.positions(),
+            EventClass::Chat => settings.chat(),
+            EventClass::Clock => settings.clock_sync(),
+            EventClass::Control => settings.control(),
+            EventClass::Other => settings.other(),
+        }
+    }
 }
 
 /// The limits of every socket, from the settings.
 #[derive(Debug, Clone)]
 pub struct RateLimits {
-    /// Events per second by class (indexed by [`EventClass::index`]); `None` is unlimited.
-    per_second: [Option<NonZeroU32>; CLASSES],
+    /// The quota of each class (indexed by [`EventClass::index`]); `None` is unlimited.
+    quotas: [Option<Quota>; CLASSES],
     disconnect_after: Option<Duration>,
 }
 
 impl RateLimits {
-    pub fn from_config(config: &Config) -> Self {
-        let rate = |class: EventClass| {
-            NonZeroU32::new(match class {
-                EventClass::Join => config.rate_limit_joins_per_sec,
-                EventClass::Tempo => config.rate_limit_tempo_per_sec,
-                EventClass::Beat => config.rate_limit_beats_per_sec,
-                EventClass::Position => config.rate_limit_positions_per_sec,
-                EventClass::Chat => config.rate_limit_chat_per_sec,
-                EventClass::Clock => config.rate_limit_clock_sync_per_sec,
-                EventClass::Control => config.rate_limit_control_per_sec,
-            })
+    pub fn from_settings(settings: &RateLimitSettings) -> Self {
+        let quota = |class: EventClass| {
+            let Budget { per_sec, burst } = class.budget(settings);
+            let per_sec = NonZeroU32::new(per_sec)?;
+            Some(Quota::per_second(per_sec).allow_burst(NonZeroU32::new(burst).unwrap_or(per_sec)))
         };
-        let disconnect_after =
-            Some(Duration::from_millis(config.rate_limit_disconnect_after_ms)).filter(|d| !d.is_zero());
-        Self { per_second: EventClass::ALL.map(rate), disconnect_after }
+        let disconnect_after = Some(Duration::from_millis(settings.disconnect_after_ms)).filter(|d| !d.is_zero());
+        Self { quotas: EventClass::ALL.map(quota), disconnect_after }
     }
 }
 
-/// What to do with one event.
+/// What to do with an event refused past its budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Allowed,
-    /// Drop the event; `notify`: tell the sender (no notice in the last second); `disconnect`: the
-    /// socket has flooded for too long.
-    Refused {
-        notify: bool,
-        disconnect: bool,
-    },
+pub struct Refusal {
+    /// Tell the sender: it had no notice in the last second.
+    pub notify: bool,
+    /// The socket has flooded for too long.
+    pub disconnect: bool,
 }
 
 /// The limits of one socket, kept in its extensions.
@@ -138,21 +175,31 @@ struct Flood {
 
 impl Throttle {
     pub fn new(limits: &RateLimits) -> Self {
-        // A bucket holds one second's worth, so a client may spend its second's budget at once.
-        let buckets = limits.per_second.map(|rate| rate.map(|r| RateLimiter::direct(Quota::per_second(r))));
+        let buckets = limits.quotas.map(|quota| quota.map(RateLimiter::direct));
         Self { buckets, disconnect_after: limits.disconnect_after, flood: Mutex::default() }
     }
 
-    /// Takes one event of `class` from the socket's budget.
-    pub fn check(&self, class: EventClass) -> Verdict {
-        let within = self.buckets[class.index()].as_ref().is_none_or(|bucket| bucket.check().is_ok());
-        if within {
-            return Verdict::Allowed;
+    /// Takes one event of `class` from the socket's budget; false when the bucket is empty.
+    pub fn try_take(&self, class: EventClass) -> bool {
+        self.buckets[class.index()].as_ref().is_none_or(|bucket| bucket.check().is_ok())
+    }
+
+    /// Waits until the bucket of `class` has room, and takes one event from it: how an event
+    /// that waited past its budget gets applied.
+    pub async fn take_when_ready(&self, class: EventClass) {
+        let Some(bucket) = &self.buckets[class.index()] else { return };
+        while let Err(not_until) = bucket.check() {
+            tokio::time::sleep(not_until.wait_time_from(bucket.clock().now())).await;
         }
+    }
+
+    /// Records an event refused past its budget: whether to tell the sender, and whether the
+    /// socket has flooded long enough to be disconnected.
+    pub fn refused(&self) -> Refusal {
         self.refused_at(Instant::now())
     }
 
-    fn refused_at(&self, now: Instant) -> Verdict {
+    fn refused_at(&self, now: Instant) -> Refusal {
         let mut flood = self.flood.lock().expect("throttle lock");
         let paused = flood.last_refusal.is_none_or(|last| now.duration_since(last) >= FLOOD_PAUSE);
         if paused {
@@ -166,64 +213,94 @@ impl Throttle {
         let flooding_for = flood.started.map_or(Duration::ZERO, |started| now.duration_since(started));
         let disconnect = !flood.cut_off && self.disconnect_after.is_some_and(|limit| flooding_for >= limit);
         flood.cut_off |= disconnect;
-        Verdict::Refused { notify, disconnect }
+        Refusal { notify, disconnect }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
-    fn limits(per_second: u32, disconnect_after_ms: u64) -> RateLimits {
+    fn limits(per_sec: u32, burst: u32, disconnect_after_ms: u64) -> RateLimits {
         let mut config = Config::for_tests();
-        config.rate_limit_chat_per_sec = per_second;
-        config.rate_limit_disconnect_after_ms = disconnect_after_ms;
-        RateLimits::from_config(&config)
+        config.rate_limits.chat_per_sec = per_sec;
+        config.rate_limits.chat_burst = burst;
+        config.rate_limits.disconnect_after_ms = disconnect_after_ms;
+        RateLimits::from_settings(&config.rate_limits)
     }
 
     #[test]
-    fn a_second_of_budget_passes_then_events_are_refused() {
-        let throttle = Throttle::new(&limits(5, 0));
-        let verdicts: Vec<_> = (0..8).map(|_| throttle.check(EventClass::Chat)).collect();
-        assert!(verdicts[..5].iter().all(|v| *v == Verdict::Allowed), "{verdicts:?}");
-        assert_eq!(verdicts[5], Verdict::Refused { notify: true, disconnect: false });
-        assert_eq!(verdicts[6], Verdict::Refused { notify: false, disconnect: false });
+    fn a_burst_passes_then_events_are_refused() {
+        let throttle = Throttle::new(&limits(5, 8, 0));
+        let taken: Vec<_> = (0..10).map(|_| throttle.try_take(EventClass::Chat)).collect();
+        assert_eq!(taken, [true, true, true, true, true, true, true, true, false, false]);
     }
 
     #[test]
     fn classes_have_budgets_of_their_own() {
-        let throttle = Throttle::new(&limits(1, 0));
-        assert_eq!(throttle.check(EventClass::Chat), Verdict::Allowed);
-        assert!(matches!(throttle.check(EventClass::Chat), Verdict::Refused { .. }));
-        assert_eq!(throttle.check(EventClass::Position), Verdict::Allowed);
-        assert_eq!(throttle.check(EventClass::Join), Verdict::Allowed);
+        let throttle = Throttle::new(&limits(1, 1, 0));
+        assert!(throttle.try_take(EventClass::Chat));
+        assert!(!throttle.try_take(EventClass::Chat));
+        assert!(throttle.try_take(EventClass::Position));
+        assert!(throttle.try_take(EventClass::Join));
     }
 
     #[test]
     fn zero_means_unlimited() {
-        let throttle = Throttle::new(&limits(0, 0));
-        assert!((0..10_000).all(|_| throttle.check(EventClass::Chat) == Verdict::Allowed));
+        let throttle = Throttle::new(&limits(0, 1, 0));
+        assert!((0..10_000).all(|_| throttle.try_take(EventClass::Chat)));
+    }
+
+    #[test]
+    fn state_setting_and_unknown_events_have_classes_of_their_own() {
+        for event in ["set_tempo", "tempo_change", "tempo_changed", "tempo:change"] {
+            assert_eq!(EventClass::of(event), EventClass::Tempo, "{event}");
+        }
+        for event in ["seek", "position:seek", "position_sync"] {
+            assert_eq!(EventClass::of(event), EventClass::Seek, "{event}");
+        }
+        assert_eq!(EventClass::of("update_message"), EventClass::Message);
+        assert!(EventClass::ALL.iter().filter(|c| c.coalesces()).count() == 3);
+        assert_eq!(EventClass::of("heartbeat_response"), EventClass::Other);
+        assert_eq!(EventClass::of("some_future_event"), EventClass::Other);
+        assert_eq!(EventClass::of("play"), EventClass::Control);
+        assert_eq!(EventClass::of("metronome:start"), EventClass::Control);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_event_is_let_through_when_the_bucket_refills() {
+        let throttle = Throttle::new(&limits(0, 1, 0));
+        throttle.take_when_ready(EventClass::Chat).await; // unlimited: at once
+        let mut config = Config::for_tests();
+        config.rate_limits.tempo_per_sec = 10;
+        config.rate_limits.tempo_burst = 1;
+        let throttle = Throttle::new(&RateLimits::from_settings(&config.rate_limits));
+        assert!(throttle.try_take(EventClass::Tempo));
+        assert!(!throttle.try_take(EventClass::Tempo));
+        let started = std::time::Instant::now();
+        throttle.take_when_ready(EventClass::Tempo).await;
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(80), "waited {waited:?}");
+        assert!(!throttle.try_take(EventClass::Tempo), "the wait took the token");
     }
 
     #[test]
     fn notices_come_at_most_once_a_second_and_a_long_flood_disconnects() {
-        let throttle = Throttle::new(&limits(1, 3_000));
+        let throttle = Throttle::new(&limits(1, 1, 3_000));
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
-        let notices: Vec<_> = (0..=2_900)
-            .step_by(100)
-            .map(|ms| throttle.refused_at(at(ms)))
-            .filter(|v| matches!(v, Verdict::Refused { notify: true, .. }))
-            .collect();
+        let notices: Vec<_> =
+            (0..=2_900).step_by(100).map(|ms| throttle.refused_at(at(ms))).filter(|r| r.notify).collect();
         assert_eq!(notices.len(), 3, "one notice per second over 2.9 s");
-        assert!(notices.iter().all(|v| matches!(v, Verdict::Refused { disconnect: false, .. })));
-        assert!(matches!(throttle.refused_at(at(3_000)), Verdict::Refused { disconnect: true, .. }));
-        assert!(matches!(throttle.refused_at(at(3_100)), Verdict::Refused { disconnect: false, .. }), "asked once");
+        assert!(notices.iter().all(|r| !r.disconnect));
+        assert!(throttle.refused_at(at(3_000)).disconnect);
+        assert!(!throttle.refused_at(at(3_100)).disconnect, "asked once");
     }
 
     #[test]
     fn a_pause_of_a_second_ends_the_flood() {
-        let throttle = Throttle::new(&limits(1, 2_000));
+        let throttle = Throttle::new(&limits(1, 1, 2_000));
         let start = Instant::now();
         let at = |ms: u64| start + Duration::from_millis(ms);
         for ms in (0..=1_500).step_by(100) {
@@ -231,8 +308,8 @@ mod tests {
         }
         // Within its limits from 1.5 s to 2.6 s: the next refusal starts a new flood.
         for ms in (2_600..=4_500).step_by(100) {
-            assert!(matches!(throttle.refused_at(at(ms)), Verdict::Refused { disconnect: false, .. }), "at {ms} ms");
+            assert!(!throttle.refused_at(at(ms)).disconnect, "at {ms} ms");
         }
-        assert!(matches!(throttle.refused_at(at(4_600)), Verdict::Refused { disconnect: true, .. }));
+        assert!(throttle.refused_at(at(4_600)).disconnect);
     }
 }

@@ -13,11 +13,11 @@ use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, SocketRef},
 };
-use tokio::{sync::mpsc, time::MissedTickBehavior};
+use tokio::time::MissedTickBehavior;
 
 use super::{
     deliver::deliver,
-    inbox::{Inbound, QueuedEvent},
+    inbox::{Inbound, Inbox, QueuedEvent},
     quality::Quality,
     respond::Responder,
     rooms,
@@ -57,7 +57,7 @@ pub(super) struct Worker<A: Adapter> {
 pub async fn run<A: Adapter>(
     socket: SocketRef<A>,
     io: SocketIo<A>,
-    mut events: mpsc::Receiver<Inbound<A>>,
+    inbox: Inbox<A>,
     app: Arc<AppState>,
     transport: &'static str,
 ) {
@@ -71,7 +71,7 @@ pub async fn run<A: Adapter>(
     loop {
         tokio::select! {
             biased;
-            event = events.recv() => match event {
+            event = inbox.queue.next(&inbox.throttle) => match event {
                 Some(Inbound::Event(event)) => {
                     let QueuedEvent { name, data, ack } = *event;
                     let started = std::time::Instant::now();
@@ -97,6 +97,8 @@ pub async fn run<A: Adapter>(
             _ = pings.tick(), if ping_every > 0 => worker.ping(),
         }
     }
+    // Events still queued behind the close are dropped, and none is taken from now on.
+    inbox.queue.close();
 }
 
 impl<A: Adapter> Worker<A> {
@@ -116,10 +118,23 @@ impl<A: Adapter> Worker<A> {
                 Err(err) => self.refuse(responder, &err),
             };
         }
-        let err = CoreError::Validation(format!("Unknown event: {}", event.chars().take(64).collect::<String>()));
-        let speaks_enhanced = ack.is_some() || self.seat.as_ref().is_some_and(|s| s.vocabulary == Vocabulary::Enhanced);
-        let responder = if speaks_enhanced { Responder::enhanced(event, ack) } else { Responder::legacy(event, &data) };
-        self.refuse(responder, &err);
+        self.handle_unknown(event, ack);
+    }
+
+    /// An event this server does not know. The Node server ignored such events, and the app
+    /// sends some (`heartbeat_response`, answering a server `heartbeat`; whatever a newer version
+    /// adds): from a legacy socket it is ignored. A sender that waits for an acknowledgement, or
+    /// sits in a session with the enhanced vocabulary, is told (`VALIDATION`).
+    fn handle_unknown(&mut self, event: &str, ack: Option<AckSender<A>>) {
+        let name: String = event.chars().take(64).collect();
+        let speaks_enhanced = self.seat.as_ref().is_some_and(|s| s.vocabulary == Vocabulary::Enhanced);
+        if ack.is_none() && (!speaks_enhanced || event == "heartbeat_response") {
+            tracing::debug!(socket = %self.socket_id, event = %name, "unknown event ignored");
+            self.refused = Some("ignored");
+            return;
+        }
+        let err = CoreError::Validation(format!("Unknown event: {name}"));
+        self.refuse(Responder::enhanced(event, ack), &err);
     }
 
     /// Refuses the event being handled: tells the sender, and counts it under its error code.

@@ -74,3 +74,19 @@ impl Default for Limits {
         Self { max_name: 64, max_message: 1000 }
     }
 }
+
+/// The session a state-setting event (`set_tempo`, `seek`, `tempo:change` …) sets state in, when
+/// its payload is valid; `None` for an invalid payload or an event that sets no session state.
+/// Lets the gateway coalesce such events by session without handling them.
+pub fn session_set_by(event: &str, payload: &Value, limits: Limits) -> Option<String> {
+    if let Some(parsed) = legacy::parse(event, payload, limits) {
+        return match parsed {
+            Ok(legacy::Request::Session { session_id, .. }) => Some(session_id),
+            _ => None,
+        };
+    }
+    match enhanced::parse(event, payload, limits)? {
+        Ok(enhanced::Request::Session { session_id, .. }) => Some(session_id),
+        _ => None,
+    }
+}

@@ -2,9 +2,14 @@
 //!
 //! Settings come from the process environment, then from a `.env` file in the working directory
 //! (loaded by `main` before parsing), then from the defaults below. A value that does not parse or
-//! falls outside its bounds stops start-up with a message naming the setting.
+//! falls outside its bounds stops start-up with a message naming the setting. The rate-limit
+//! settings, one pair per class of event, live in [`rate_limits`].
+
+mod rate_limits;
 
 use clap::{Parser, ValueEnum};
+
+pub use rate_limits::{Budget, RateLimitSettings};
 
 /// Default interval of the legacy `scroll_tick` stream, in ms (`LEGACY_TICK_MS`).
 pub const DEFAULT_LEGACY_TICK_MS: u64 = 100;
@@ -117,51 +122,9 @@ pub struct Config {
           default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
     pub max_queued_events: u64,
 
-    /// Joins per second per socket (`join_session`, `session:create`, `session:join`); 0 = unlimited.
-    #[arg(long, env = "RATE_LIMIT_JOINS_PER_SEC", value_name = "RATE_LIMIT_JOINS_PER_SEC", default_value_t = 2)]
-    pub rate_limit_joins_per_sec: u32,
-
-    /// Tempo changes per second per socket (`set_tempo`, `tempo_change`, `tempo:change`); 0 = unlimited.
-    #[arg(long, env = "RATE_LIMIT_TEMPO_PER_SEC", value_name = "RATE_LIMIT_TEMPO_PER_SEC", default_value_t = 5)]
-    pub rate_limit_tempo_per_sec: u32,
-
-    /// Beat reports per second per socket (`beat_sync`); 0 = unlimited.
-    #[arg(long, env = "RATE_LIMIT_BEATS_PER_SEC", value_name = "RATE_LIMIT_BEATS_PER_SEC", default_value_t = 20)]
-    pub rate_limit_beats_per_sec: u32,
-
-    /// Position reports per second per socket (`position_sync`, `position:sync`); 0 = unlimited.
-    #[arg(
-        long,
-        env = "RATE_LIMIT_POSITIONS_PER_SEC",
-        value_name = "RATE_LIMIT_POSITIONS_PER_SEC",
-        default_value_t = 50
-    )]
-    pub rate_limit_positions_per_sec: u32,
-
-    /// Chat lines and session messages per second per socket; 0 = unlimited.
-    #[arg(long, env = "RATE_LIMIT_CHAT_PER_SEC", value_name = "RATE_LIMIT_CHAT_PER_SEC", default_value_t = 5)]
-    pub rate_limit_chat_per_sec: u32,
-
-    /// Clock samples and probes per second per socket (`clock:sync`, latency probes, heartbeats);
-    /// the browser clock sends a burst of 32 on connect. 0 = unlimited.
-    #[arg(
-        long,
-        env = "RATE_LIMIT_CLOCK_SYNC_PER_SEC",
-        value_name = "RATE_LIMIT_CLOCK_SYNC_PER_SEC",
-        default_value_t = 64
-    )]
-    pub rate_limit_clock_sync_per_sec: u32,
-
-    /// Every other event per second per socket: playback and role control, queries, unknown events;
-    /// 0 = unlimited.
-    #[arg(long, env = "RATE_LIMIT_CONTROL_PER_SEC", value_name = "RATE_LIMIT_CONTROL_PER_SEC", default_value_t = 20)]
-    pub rate_limit_control_per_sec: u32,
-
-    /// A socket whose events keep being refused for this long (no pause of a second) is disconnected;
-    /// 0 = never.
-    #[arg(long, env = "RATE_LIMIT_DISCONNECT_AFTER_MS", value_name = "RATE_LIMIT_DISCONNECT_AFTER_MS",
-          default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
-    pub rate_limit_disconnect_after_ms: u64,
+    /// Per-socket event budgets by class, and the flood disconnect.
+    #[command(flatten)]
+    pub rate_limits: RateLimitSettings,
 
     /// Socket.IO connections this instance holds at once; 0 = unlimited.
     #[arg(long, env = "MAX_CONNECTIONS", value_name = "MAX_CONNECTIONS", default_value_t = 0)]

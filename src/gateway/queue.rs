@@ -1,0 +1,307 @@
+//! The ordered queue of one socket's events, in which state-setting events past their budget
+//! wait, and are coalesced while they wait.
+//!
+//! The app sends `set_tempo` from a slider callback, tens of times a second. Refusing what is
+//! over budget would lose the value the leader let go of; queueing everything would bury the
+//! band in snapshots of values long gone. So an event that sets state (a tempo, a position, the
+//! message line) and finds its budget spent is queued as *waiting*: the worker applies it once
+//! the budget allows. Until then a newer event setting the same state replaces it in place, so
+//! the band always ends on what the sender sent last, and hears at the budget's rate meanwhile.
+//!
+//! Order is kept as Node's socket.io keeps it, with one allowance: a waiting event may take the
+//! newer value of its own state, but never past another kind of event. Anything that is not a
+//! state-setting event (a `play`, a join, a leave) is a barrier: what was sent before it is
+//! applied before it, and what was sent after it, after.
+
+use std::{collections::VecDeque, sync::Mutex};
+
+use tokio::sync::Notify;
+
+use super::throttle::{EventClass, Throttle};
+
+/// The state a state-setting event sets: its class, in one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateKey {
+    pub class: EventClass,
+    pub session_id: Box<str>,
+}
+
+/// What became of a state-setting event.
+#[derive(Debug, PartialEq)]
+pub enum Coalesced<T> {
+    /// Queued, within its budget (`waiting: false`) or waiting for it.
+    Queued { waiting: bool },
+    /// It took the place of an older event of the same state, still waiting: here is that one.
+    Replaced(T),
+    /// The socket's worker has finished: the event goes nowhere.
+    Closed,
+}
+
+/// Why an event could not be queued; the event is given back.
+#[derive(Debug, PartialEq)]
+pub enum Refused<T> {
+    Full(T),
+    Closed(T),
+}
+
+struct Entry<T> {
+    item: T,
+    /// Set for state-setting events: the state, and whether the event waits for its budget.
+    state: Option<(StateKey, bool)>,
+}
+
+struct Items<T> {
+    entries: VecDeque<Entry<T>>,
+    closed: bool,
+}
+
+/// One socket's queue: filled as packets arrive, drained by the socket's worker.
+pub struct EventQueue<T> {
+    items: Mutex<Items<T>>,
+    /// Wakes the worker; it is the only one waiting, so a wake-up given while it is busy is kept.
+    ready: Notify,
+    /// Events past this many are refused; state-setting ones are not (see [`Self::push_state`]).
+    capacity: usize,
+}
+
+impl<T> EventQueue<T> {
+    pub fn new(capacity: usize) -> Self {
+        // Empty until the first event: an idle socket's queue allocates nothing.
+        Self { items: Mutex::new(Items { entries: VecDeque::new(), closed: false }), ready: Notify::new(), capacity }
+    }
+
+    /// Queues an event that sets no state; refused when the queue is full.
+    pub fn push(&self, item: T) -> Result<(), Refused<T>> {
+        let mut items = self.items.lock().expect("queue lock");
+        if items.closed {
+            return Err(Refused::Closed(item));
+        }
+        if items.entries.len() >= self.capacity {
+            return Err(Refused::Full(item));
+        }
+        items.entries.push_back(Entry { item, state: None });
+        drop(items);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues what the connection itself tells the worker (its close, a seat to check): never
+    /// refused for room, since nothing else would tell it.
+    pub fn push_notice(&self, item: T) {
+        let mut items = self.items.lock().expect("queue lock");
+        if !items.closed {
+            items.entries.push_back(Entry { item, state: None });
+            drop(items);
+            self.ready.notify_one();
+        }
+    }
+
+    /// Queues a state-setting event. When an older event of the same state still waits, with no
+    /// other kind of event queued after it, this one takes its place. Otherwise it is queued,
+    /// waiting unless `take_budget` finds room for it now.
+    ///
+    /// Never refused for room: while events wait, each state holds at most one waiting event
+    /// after the last barrier, and barriers are events that are counted against the capacity.
+    pub fn push_state(&self, item: T, key: StateKey, take_budget: impl FnOnce() -> bool) -> Coalesced<T> {
+        let mut items = self.items.lock().expect("queue lock");
+        if items.closed {
+            return Coalesced::Closed;
+        }
+        for entry in items.entries.iter_mut().rev() {
+            match &entry.state {
+                Some((queued, waiting)) if *queued == key => {
+                    if *waiting {
+                        return Coalesced::Replaced(std::mem::replace(&mut entry.item, item));
+                    }
+                    break;
+                }
+                // Another state's event: which of two states is set first changes neither.
+                Some(_) => continue,
+                None => break,
+            }
+        }
+        let waiting = !take_budget();
+        items.entries.push_back(Entry { item, state: Some((key, waiting)) });
+        drop(items);
+        self.ready.notify_one();
+        Coalesced::Queued { waiting }
+    }
+
+    /// The next event, once there is one; an event that waits is handed out once `throttle`'s
+    /// budget for it allows. `None` once the queue is closed and empty.
+    ///
+    /// Cancel-safe: nothing is taken from the queue or the budget before the event is returned.
+    pub async fn next(&self, throttle: &Throttle) -> Option<T> {
+        loop {
+            let waits_for = {
+                let mut items = self.items.lock().expect("queue lock");
+                match items.entries.front() {
+                    Some(Entry { state: Some((key, true)), .. }) => Some(key.class),
+                    Some(_) => return items.entries.pop_front().map(|e| e.item),
+                    None if items.closed => return None,
+                    None => None,
+                }
+            };
+            match waits_for {
+                Some(class) => {
+                    throttle.take_when_ready(class).await;
+                    // Only this worker takes from the front, so it is the same event, carrying
+                    // the newest value sent meanwhile.
+                    let mut items = self.items.lock().expect("queue lock");
+                    return items.entries.pop_front().map(|e| e.item);
+                }
+                None => self.ready.notified().await,
+            }
+        }
+    }
+
+    /// Ends the queue: what is still in it is dropped, and nothing more is taken.
+    pub fn close(&self) {
+        let mut items = self.items.lock().expect("queue lock");
+        items.closed = true;
+        items.entries.clear();
+    }
+
+    /// Events queued now, waiting or not.
+    pub fn len(&self) -> usize {
+        self.items.lock().expect("queue lock").entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{config::Config, gateway::throttle::RateLimits};
+
+    fn tempo(session: &str) -> StateKey {
+        StateKey { class: EventClass::Tempo, session_id: session.into() }
+    }
+
+    fn seek(session: &str) -> StateKey {
+        StateKey { class: EventClass::Seek, session_id: session.into() }
+    }
+
+    /// A throttle letting `per_sec` tempo events through, one at a time.
+    fn throttle(per_sec: u32) -> Throttle {
+        let mut config = Config::for_tests();
+        config.rate_limits.tempo_per_sec = per_sec;
+        config.rate_limits.tempo_burst = 1;
+        config.rate_limits.seeks_per_sec = per_sec;
+        config.rate_limits.seeks_burst = 1;
+        Throttle::new(&RateLimits::from_settings(&config.rate_limits))
+    }
+
+    async fn drain(queue: &EventQueue<&'static str>, throttle: &Throttle) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        while !queue.is_empty() {
+            out.push(queue.next(throttle).await.expect("open"));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn events_within_budget_come_out_in_order() {
+        let queue = EventQueue::new(16);
+        queue.push("join").unwrap();
+        assert_eq!(queue.push_state("tempo 90", tempo("s"), || true), Coalesced::Queued { waiting: false });
+        assert_eq!(queue.push_state("tempo 100", tempo("s"), || true), Coalesced::Queued { waiting: false });
+        queue.push("play").unwrap();
+        assert_eq!(drain(&queue, &throttle(1000)).await, ["join", "tempo 90", "tempo 100", "play"]);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_event_takes_the_newest_value_of_its_state() {
+        let queue = EventQueue::new(16);
+        queue.push_state("tempo 90", tempo("s"), || true);
+        assert_eq!(queue.push_state("tempo 91", tempo("s"), || false), Coalesced::Queued { waiting: true });
+        assert_eq!(queue.push_state("tempo 92", tempo("s"), || false), Coalesced::Replaced("tempo 91"));
+        assert_eq!(
+            queue.push_state("tempo 93", tempo("s"), || panic!("no budget needed")),
+            Coalesced::Replaced("tempo 92")
+        );
+        assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 90", "tempo 93"]);
+    }
+
+    #[tokio::test]
+    async fn another_kind_of_event_is_a_barrier() {
+        let queue = EventQueue::new(16);
+        queue.push_state("tempo 91", tempo("s"), || false);
+        queue.push("play").unwrap();
+        // Sent after the play: it must not be applied before it.
+        assert_eq!(queue.push_state("tempo 92", tempo("s"), || false), Coalesced::Queued { waiting: true });
+        assert_eq!(queue.push_state("tempo 93", tempo("s"), || false), Coalesced::Replaced("tempo 92"));
+        assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 91", "play", "tempo 93"]);
+    }
+
+    #[tokio::test]
+    async fn states_coalesce_each_on_its_own() {
+        let queue = EventQueue::new(16);
+        queue.push_state("tempo 91", tempo("s"), || false);
+        queue.push_state("seek 1000", seek("s"), || false);
+        assert_eq!(queue.push_state("tempo 92", tempo("s"), || false), Coalesced::Replaced("tempo 91"));
+        assert_eq!(queue.push_state("seek 2000", seek("s"), || false), Coalesced::Replaced("seek 1000"));
+        // Another session's tempo is another state.
+        assert_eq!(queue.push_state("tempo 70 elsewhere", tempo("t"), || false), Coalesced::Queued { waiting: true });
+        assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 92", "seek 2000", "tempo 70 elsewhere"]);
+    }
+
+    #[tokio::test]
+    async fn an_event_within_budget_is_never_replaced() {
+        let queue = EventQueue::new(16);
+        queue.push_state("tempo 90", tempo("s"), || true);
+        assert_eq!(queue.push_state("tempo 91", tempo("s"), || false), Coalesced::Queued { waiting: true });
+        assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 90", "tempo 91"]);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_event_comes_out_when_the_budget_allows_and_events_behind_it_wait() {
+        let throttle = throttle(20);
+        assert!(throttle.try_take(EventClass::Tempo), "the bucket's one token");
+        let queue = EventQueue::new(16);
+        queue.push_state("tempo 91", tempo("s"), || throttle.try_take(EventClass::Tempo));
+        queue.push("play").unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(queue.next(&throttle).await, Some("tempo 91"));
+        let waited = started.elapsed();
+        assert!(waited >= Duration::from_millis(30), "20/s: a token comes after 50 ms, waited {waited:?}");
+        assert_eq!(queue.next(&throttle).await, Some("play"));
+    }
+
+    #[test]
+    fn the_capacity_refuses_other_events_but_never_state() {
+        let queue = EventQueue::new(2);
+        queue.push("a").unwrap();
+        queue.push("b").unwrap();
+        assert_eq!(queue.push("c"), Err(Refused::Full("c")));
+        assert_eq!(queue.push_state("tempo 91", tempo("s"), || false), Coalesced::Queued { waiting: true });
+        queue.push_notice("disconnected");
+        assert_eq!(queue.len(), 4);
+        queue.close();
+        assert_eq!(queue.push("d"), Err(Refused::Closed("d")));
+        assert_eq!(queue.push_state("tempo 92", tempo("s"), || true), Coalesced::Closed);
+        assert!(queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn the_worker_is_woken_by_an_event_pushed_while_it_waits() {
+        let queue = std::sync::Arc::new(EventQueue::new(4));
+        let throttle = throttle(1000);
+        let pusher = {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                queue.push("late").unwrap();
+            })
+        };
+        assert_eq!(queue.next(&throttle).await, Some("late"));
+        pusher.await.unwrap();
+        queue.close();
+        assert_eq!(queue.next(&throttle).await, None);
+    }
+}
