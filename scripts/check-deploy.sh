@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Checks the deployment files, each with the tool made for it:
-#   nginx      deploy/nginx.conf        nginx -t
-#   prometheus deploy/prometheus.yml    promtool check config
-#   compose    docker-compose.yml       parsed with a YAML parser (python3 + PyYAML), asserted
-#   dockerfile Dockerfile, .dockerignore  its stages, user, health check, what the build copies
+#   nginx       deploy/nginx.conf                   nginx -t
+#   prometheus  deploy/prometheus/prometheus.yml    promtool check config (it loads the rules too)
+#   alerts      deploy/prometheus/alerts.yml        promtool check rules
+#   alert-tests deploy/prometheus/alerts.test.yml   promtool test rules: each alert fires, and not
+#   dashboard   deploy/grafana/bandsync.json        its structure, and every PromQL expression in it
+#                                                   through promtool (as recording rules)
+#   grafana     deploy/grafana/provisioning/        datasource and dashboard provider agree with
+#                                                   the dashboard, Prometheus and the compose mounts
+#   compose     docker-compose.yml                  parsed with a YAML parser (python3 + PyYAML), asserted
+#   dockerfile  Dockerfile, .dockerignore           its stages, user, health check, what the build copies
 # (plus `docker compose config` when Docker Compose happens to be installed).
 # Installs nginx, promtool and PyYAML from Debian's packages when missing (needs root or sudo),
 # without starting their services. Prints one line per check; exits non-zero if any fails.
@@ -189,10 +195,294 @@ check_prometheus() {
         return
     fi
     local out
-    if out=$(promtool check config deploy/prometheus.yml 2>&1); then
-        ok prometheus "deploy/prometheus.yml passes promtool check config ($(promtool --version 2>&1 | head -n1 | awk '{print $3}'))"
+    if out=$(promtool check config deploy/prometheus/prometheus.yml 2>&1); then
+        ok prometheus "deploy/prometheus/prometheus.yml passes promtool check config ($(promtool --version 2>&1 | head -n1 | awk '{print $3}')), with its rule files"
     else
-        fail prometheus "deploy/prometheus.yml fails promtool check config" "$out"
+        fail prometheus "deploy/prometheus/prometheus.yml fails promtool check config" "$out"
+    fi
+}
+
+# ---- alerts: promtool check rules, promtool test rules -----------------------------------------
+
+check_alerts() {
+    local f=deploy/prometheus/alerts.yml out
+    if ! command -v promtool >/dev/null 2>&1; then
+        fail alerts "promtool is not installed"
+        return
+    fi
+    if out=$(promtool check rules "$f" 2>&1); then
+        ok alerts "$f passes promtool check rules ($(grep -Eo '[0-9]+ rules found' <<<"$out"))"
+    else
+        fail alerts "$f fails promtool check rules" "$out"
+    fi
+}
+
+# Every rule in alerts.yml must be exercised by a test: promtool only runs the tests there are.
+check_alert_tests() {
+    local f=deploy/prometheus/alerts.test.yml out py untested
+    if ! command -v promtool >/dev/null 2>&1; then
+        fail alert-tests "promtool is not installed"
+        return
+    fi
+    if ! out=$(promtool test rules "$f" 2>&1); then
+        fail alert-tests "$f fails promtool test rules" "$out"
+        return
+    fi
+    if ! py=$(find_python); then
+        fail alert-tests "no python3 with PyYAML to match tests to rules"
+        return
+    fi
+    if ! untested=$("$py" - deploy/prometheus/alerts.yml "$f" 2>&1 <<'PY'
+import sys
+
+import yaml
+
+rules_path, tests_path = sys.argv[1:3]
+alerts = {r["alert"] for g in yaml.safe_load(open(rules_path))["groups"] for r in g["rules"] if "alert" in r}
+cases = [c for t in yaml.safe_load(open(tests_path)).get("tests", []) for c in t.get("alert_rule_test", [])]
+missing = []
+for name in sorted(alerts):
+    mine = [c for c in cases if c.get("alertname") == name]
+    if not any(c.get("exp_alerts") for c in mine):
+        missing.append(f"{name}: no case where it fires")
+    if not any(not c.get("exp_alerts") for c in mine):
+        missing.append(f"{name}: no case where it must not fire")
+print("\n".join(missing) if missing else len(alerts))
+sys.exit(1 if missing else 0)
+PY
+    ); then
+        fail alert-tests "$f passes, but does not test every alert both ways" "$untested"
+        return
+    fi
+    ok alert-tests "$f passes promtool test rules: $untested alerts, each firing and not firing"
+}
+
+# ---- dashboard: structure, and every PromQL expression through promtool --------------------------
+
+# No Grafana server can be installed from the package registries this runs with (Debian has no
+# grafana package), so the dashboard cannot be rendered here; its structure is checked instead, and
+# each query is parsed by promtool: the expressions are written as recording rules, with Grafana's
+# variables replaced by values of the right kind, and `promtool check rules` parses them all.
+check_dashboard() {
+    local f=deploy/grafana/bandsync.json py out rules="$WORK/dashboard-rules.yml"
+    if ! py=$(find_python); then
+        fail dashboard "no python3 with PyYAML"
+        return
+    fi
+    if ! command -v promtool >/dev/null 2>&1; then
+        fail dashboard "promtool is not installed"
+        return
+    fi
+    local status=0
+    out=$("$py" - "$f" deploy/grafana/provisioning/datasources/prometheus.yml "$rules" 2>&1 <<'PY'
+import json
+import re
+import sys
+
+import yaml
+
+dashboard_path, datasource_path, rules_path = sys.argv[1:4]
+problems = []
+
+
+def check(condition, message):
+    if not condition:
+        problems.append(message)
+
+
+with open(dashboard_path) as f:
+    d = json.load(f)
+uid = yaml.safe_load(open(datasource_path))["datasources"][0]["uid"]
+
+check(d.get("uid") == "bandsync", f"uid is {d.get('uid')!r}, expected 'bandsync'")
+check(isinstance(d.get("schemaVersion"), int) and 36 <= d["schemaVersion"] <= 41,
+      f"schemaVersion {d.get('schemaVersion')!r} is not one Grafana 10-11 writes (36-41)")
+check(d.get("title"), "no title")
+
+# The template variables: $instance, from the build info of every scraped instance.
+variables = {v.get("name"): v for v in d.get("templating", {}).get("list", [])}
+inst = variables.get("instance", {})
+query = inst.get("query")
+query = query.get("query") if isinstance(query, dict) else query
+check(inst.get("type") == "query" and query == "label_values(bandsync_build_info, instance)",
+      "no $instance variable with the query label_values(bandsync_build_info, instance)")
+check(inst.get("includeAll") and inst.get("multi"), "$instance does not allow All and several values")
+check((inst.get("datasource") or {}).get("uid") == uid, f"$instance does not use datasource uid {uid!r}")
+
+# Grafana's variables, replaced by something of the same kind for parsing: durations where a range
+# goes, a regex where a label matcher's value goes (the dashboard's own variables only appear there).
+builtin = {"__rate_interval": "5m", "__interval": "1m", "__range": "1h", "__range_s": "3600",
+           "__range_ms": "3600000", "__interval_ms": "60000"}
+VAR = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)\]\]")
+
+
+def substitute(expr, where):
+    def one(m):
+        name = m.group(1) or m.group(2) or m.group(3)
+        if name in builtin:
+            return builtin[name]
+        if name in variables:
+            return ".*"
+        problems.append(f"{where}: unknown variable ${name}")
+        return m.group(0)
+    return VAR.sub(one, expr)
+
+
+# Every expression, as (where, expr): the panels' targets and the variables' queries.
+exprs = []
+for v in variables.values():
+    q = v.get("query")
+    q = q.get("query") if isinstance(q, dict) else q
+    if v.get("type") != "query" or not q:
+        continue
+    m = re.fullmatch(r"\s*label_values\((.*),\s*\w+\s*\)\s*", q) or re.fullmatch(r"\s*query_result\((.*)\)\s*", q)
+    check(m, f"variable ${v['name']}: query {q!r} is neither label_values(...) nor query_result(...)")
+    if m:
+        exprs.append((f"variable ${v['name']}", m.group(1)))
+
+ids = set()
+cells = {}
+panels = []
+for p in d.get("panels", []):
+    panels.append(p)
+    panels.extend(p.get("panels", []))  # a collapsed row keeps its panels inside
+for p in panels:
+    where = f"panel {p.get('id')} {p.get('title')!r}"
+    check(isinstance(p.get("id"), int) and p["id"] not in ids, f"{where}: id missing or not unique")
+    ids.add(p.get("id"))
+    g = p.get("gridPos", {})
+    if not all(isinstance(g.get(k), int) for k in ("x", "y", "w", "h")):
+        problems.append(f"{where}: no gridPos")
+        continue
+    check(g["x"] >= 0 and g["x"] + g["w"] <= 24, f"{where}: wider than the 24-column grid")
+    for x in range(g["x"], g["x"] + g["w"]):
+        for y in range(g["y"], g["y"] + g["h"]):
+            if (x, y) in cells:
+                problems.append(f"{where}: overlaps {cells[(x, y)]}")
+                break
+            cells[(x, y)] = where
+        else:
+            continue
+        break
+    if p.get("type") == "row":
+        continue
+    check((p.get("datasource") or {}).get("uid") == uid, f"{where}: datasource is not uid {uid!r}")
+    targets = p.get("targets") or []
+    check(targets, f"{where}: no queries")
+    refs = [t.get("refId") for t in targets]
+    check(len(set(refs)) == len(refs), f"{where}: refIds {refs} are not unique")
+    for t in targets:
+        twhere = f"{where} query {t.get('refId')}"
+        check((t.get("datasource") or {}).get("uid", uid) == uid, f"{twhere}: datasource is not uid {uid!r}")
+        expr = t.get("expr", "")
+        check(expr.strip(), f"{twhere}: empty expr")
+        # Range windows follow the scrape interval and the zoom ($__rate_interval), or the whole
+        # time range ($__range); a fixed window is wrong at some zoom.
+        for window in re.findall(r"\[([^\]]*)\]", expr):
+            check(window in ("$__rate_interval", "$__range"), f"{twhere}: range window [{window}] is not [$__rate_interval] or [$__range]")
+        # Every bandsync series is filtered by the $instance picker.
+        for name, matchers in re.findall(r"\b((?:bandsync|process)_\w+|up)\s*(\{[^}]*\})?", expr):
+            check('instance=~"$instance"' in (matchers or ""), f"{twhere}: {name} is not filtered by instance=~\"$instance\"")
+        exprs.append((twhere, expr))
+
+check(exprs, "no expressions found")
+groups = [{"name": "dashboard", "rules": []}]
+for i, (where, expr) in enumerate(exprs):
+    groups[0]["rules"].append({"record": f"dashboard:expr_{i}", "expr": substitute(expr, where)})
+with open(rules_path, "w") as f:
+    yaml.safe_dump({"groups": groups}, f, sort_keys=False, width=1000)
+    # Which panel each rule came from, for promtool's messages.
+    for i, (where, _) in enumerate(exprs):
+        f.write(f"# dashboard:expr_{i} = {where}\n")
+
+if problems:
+    print("\n".join(dict.fromkeys(problems)))
+    sys.exit(1)
+print(f"{len([p for p in panels if p.get('type') != 'row'])} panels, {len(exprs)} expressions")
+PY
+    ) || status=$?
+    # The expressions are parsed even when the structure is wrong, so one run reports both.
+    local parsed="" parse_status=0
+    if [ -s "$rules" ]; then
+        parsed=$(promtool check rules "$rules" 2>&1) || parse_status=$?
+    fi
+    if [ "$status" -ne 0 ] || [ "$parse_status" -ne 0 ]; then
+        local details=""
+        [ "$status" -ne 0 ] && details="$out"
+        if [ "$parse_status" -ne 0 ]; then
+            # Name the panel of each expression promtool refused.
+            local names
+            names=$(grep -Eo 'dashboard:expr_[0-9]+' <<<"$parsed" | sort -u | sed 's/.*/^# & = /')
+            details="${details:+$details
+}promtool check rules (the dashboard's expressions as recording rules):
+$parsed
+$(grep -f <(printf '%s\n' "$names") "$rules" || true)"
+        fi
+        fail dashboard "$f is not as described" "$details"
+        return
+    fi
+    ok dashboard "$f: $out parse with promtool; \$instance, datasource uid, \$__rate_interval windows, grid"
+}
+
+# ---- grafana: provisioning agrees with the dashboard, Prometheus and the compose mounts --------
+
+check_grafana() {
+    local py out
+    if ! py=$(find_python); then
+        fail grafana "no python3 with PyYAML"
+        return
+    fi
+    if out=$("$py" - 2>&1 <<'PY'
+import json
+import posixpath
+
+import yaml
+
+problems = []
+
+
+def check(condition, message):
+    if not condition:
+        problems.append(message)
+
+
+datasources = yaml.safe_load(open("deploy/grafana/provisioning/datasources/prometheus.yml")).get("datasources") or []
+providers = yaml.safe_load(open("deploy/grafana/provisioning/dashboards/bandsync.yml")).get("providers") or []
+prometheus = yaml.safe_load(open("deploy/prometheus/prometheus.yml"))
+compose = yaml.safe_load(open("docker-compose.yml"))
+dashboard = json.load(open("deploy/grafana/bandsync.json"))
+
+check(len(datasources) == 1, f"{len(datasources)} datasources provisioned, expected 1")
+ds = datasources[0] if datasources else {}
+check(ds.get("type") == "prometheus", "the datasource is not of type prometheus")
+check(ds.get("url") == "http://prometheus:9090", f"the datasource url is {ds.get('url')!r}, not the compose Prometheus")
+check(ds.get("uid") == "prometheus", f"the datasource uid is {ds.get('uid')!r}, expected 'prometheus'")
+check(ds.get("access") == "proxy", "the datasource is not accessed through Grafana (access: proxy)")
+# $__rate_interval is derived from this: it must be the scrape interval.
+scrape = prometheus.get("scrape_configs", [{}])[0].get("scrape_interval") or prometheus.get("global", {}).get("scrape_interval")
+check((ds.get("jsonData") or {}).get("timeInterval") == scrape,
+      f"the datasource's timeInterval is {(ds.get('jsonData') or {}).get('timeInterval')!r}, Prometheus scrapes every {scrape}")
+
+check(len(providers) == 1, f"{len(providers)} dashboard providers, expected 1")
+provider = providers[0] if providers else {}
+path = (provider.get("options") or {}).get("path")
+check(provider.get("type") == "file" and path, "the dashboard provider is not a file provider with a path")
+mounts = [m for m in compose.get("services", {}).get("grafana", {}).get("volumes") or [] if isinstance(m, str)]
+dashboard_mount = [m for m in mounts if m.startswith("./deploy/grafana/bandsync.json:")]
+check(dashboard_mount and posixpath.dirname(dashboard_mount[0].split(":")[1]) == path,
+      f"docker-compose.yml does not mount deploy/grafana/bandsync.json in the provider's folder {path}")
+check(provider.get("allowUiUpdates") is False, "the provider lets the UI save over the provisioned dashboard")
+check(dashboard.get("uid") == "bandsync", "the dashboard's uid is not bandsync")
+
+if problems:
+    print("\n".join(problems))
+    raise SystemExit(1)
+print(f"datasource uid {ds['uid']} -> {ds['url']}, dashboards from {path}")
+PY
+    ); then
+        ok grafana "deploy/grafana/provisioning: $out"
+    else
+        fail grafana "deploy/grafana/provisioning does not match the dashboard, Prometheus or the compose mounts" "$out"
     fi
 }
 
@@ -204,7 +494,7 @@ check_compose() {
         fail compose "no python3 with PyYAML"
         return
     fi
-    if out=$("$py" - docker-compose.yml deploy/prometheus.yml deploy/nginx.conf 2>&1 <<'PY'
+    if out=$("$py" - docker-compose.yml deploy/prometheus/prometheus.yml deploy/nginx.conf 2>&1 <<'PY'
 import re
 import sys
 
@@ -255,7 +545,7 @@ with open(compose_path) as f:
 check(isinstance(doc, dict), "the file is not a YAML mapping")
 check("version" not in doc, "has a top-level version: key (the Compose spec has none)")
 services = doc.get("services") or {}
-expected = {"redis", "bandsync-1", "bandsync-2", "nginx", "prometheus"}
+expected = {"redis", "bandsync-1", "bandsync-2", "nginx", "prometheus", "grafana"}
 check(set(services) == expected, f"services are {sorted(services)}, expected {sorted(expected)}")
 password = "${REDIS_PASSWORD:-change-me}"
 
@@ -301,14 +591,39 @@ check("./deploy/nginx.conf:/etc/nginx/nginx.conf:ro" in short_mounts(nginx),
 
 prometheus = services.get("prometheus", {})
 check(str(prometheus.get("image", "")).startswith("prom/prometheus"), "prometheus: image is not prom/prometheus")
-check(any(m.startswith("./deploy/prometheus.yml:/etc/prometheus/prometheus.yml") for m in short_mounts(prometheus)),
-      "prometheus: deploy/prometheus.yml is not mounted on /etc/prometheus/prometheus.yml")
-check(any(p.endswith("9090:9090") for p in published(prometheus)), "prometheus: 9090 is not published")
+check("./deploy/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in short_mounts(prometheus),
+      "prometheus: deploy/prometheus/prometheus.yml is not mounted read-only on /etc/prometheus/prometheus.yml")
+check("127.0.0.1:9090:9090" in published(prometheus), "prometheus: 9090 is not published on 127.0.0.1 only")
+# The rule files prometheus.yml names, resolved as Prometheus does (beside the config file), are
+# mounted from deploy/prometheus/.
+with open(prometheus_path) as f:
+    prom = yaml.safe_load(f)
+rule_files = prom.get("rule_files") or []
+check("alerts.yml" in rule_files, "prometheus.yml does not load alerts.yml (rule_files)")
+for rule_file in rule_files:
+    target = rule_file if rule_file.startswith("/") else "/etc/prometheus/" + rule_file
+    check(f"./deploy/prometheus/{rule_file}:{target}:ro" in short_mounts(prometheus),
+          f"prometheus: rule file {rule_file} is not mounted read-only from deploy/prometheus/ on {target}")
+
+grafana = services.get("grafana", {})
+image = str(grafana.get("image", ""))
+check(re.fullmatch(r"grafana/grafana-oss:11\.\d+\.\d+", image), f"grafana: image {image!r} is not a pinned grafana/grafana-oss:11.x.y")
+genv = env_of(grafana)
+check(genv.get("GF_AUTH_ANONYMOUS_ENABLED") == "true", "grafana: GF_AUTH_ANONYMOUS_ENABLED is not true")
+check(genv.get("GF_AUTH_ANONYMOUS_ORG_ROLE") == "Viewer", "grafana: anonymous users are not Viewers")
+check(re.fullmatch(r"\$\{GRAFANA_ADMIN_PASSWORD:\?[^}]+\}", genv.get("GF_SECURITY_ADMIN_PASSWORD") or ""),
+      "grafana: GF_SECURITY_ADMIN_PASSWORD is not the required ${GRAFANA_ADMIN_PASSWORD:?...} from the environment")
+gmounts = short_mounts(grafana)
+check("./deploy/grafana/provisioning:/etc/grafana/provisioning:ro" in gmounts,
+      "grafana: deploy/grafana/provisioning is not mounted read-only on /etc/grafana/provisioning")
+check(any(m.startswith("./deploy/grafana/bandsync.json:") and m.endswith(":ro") for m in gmounts),
+      "grafana: deploy/grafana/bandsync.json is not mounted read-only")
+check(any(m.split(":")[1:2] == ["/var/lib/grafana"] for m in gmounts), "grafana: no volume on /var/lib/grafana")
+check(published(grafana) == ["127.0.0.1:3000:3000"], f"grafana: publishes {published(grafana)}, expected 127.0.0.1:3000:3000 only")
+check(grafana.get("restart") == "unless-stopped", "grafana: restart is not unless-stopped")
 
 # The other files name the same instances.
 instances = {f"{name}:3001" for name in ("bandsync-1", "bandsync-2")}
-with open(prometheus_path) as f:
-    prom = yaml.safe_load(f)
 targets = {t for job in prom.get("scrape_configs", []) for sc in job.get("static_configs", []) for t in sc.get("targets", [])}
 check(targets == instances, f"prometheus.yml scrapes {sorted(targets)}, expected {sorted(instances)}")
 with open(nginx_path) as f:
@@ -321,7 +636,7 @@ if problems:
 print(f"{len(services)} services")
 PY
     ); then
-        ok compose "docker-compose.yml: $out, redis password, distinct SERVER_IDs, nginx :80, prometheus mount"
+        ok compose "docker-compose.yml: $out, redis password, distinct SERVER_IDs, nginx :80, prometheus config and rules, grafana"
     else
         fail compose "docker-compose.yml is not as described" "$out"
     fi
@@ -414,7 +729,8 @@ check_compose_cli() {
         skip compose-cli "docker compose is not installed (the YAML checks above still ran)"
         return
     fi
-    if out=$("${compose[@]}" -f docker-compose.yml config -q 2>&1); then
+    # GRAFANA_ADMIN_PASSWORD is required by the file; any value does for checking it.
+    if out=$(GRAFANA_ADMIN_PASSWORD="${GRAFANA_ADMIN_PASSWORD:-check-deploy}" "${compose[@]}" -f docker-compose.yml config -q 2>&1); then
         ok compose-cli "${compose[*]} config accepts docker-compose.yml"
     else
         fail compose-cli "${compose[*]} config rejects docker-compose.yml" "$out"
@@ -423,6 +739,10 @@ check_compose_cli() {
 
 check_nginx
 check_prometheus
+check_alerts
+check_alert_tests
+check_dashboard
+check_grafana
 check_compose
 check_dockerfile
 check_compose_cli
