@@ -6,12 +6,15 @@
 //! - [`session_ops`]: bytes as a sequence of requests by up to eight sockets against one session,
 //!   the request values going through the real parsers, then the core's `apply` and the rendering
 //!   of its outcomes. After every request the session's invariants must hold, and a refused request
-//!   must leave the session exactly as it was.
+//!   must leave the session exactly as it was. Seats are held for members whose connection
+//!   dropped and taken back with resume tokens; a token takes back its seat exactly while that
+//!   seat is there and held (or connected), and is refused otherwise.
 
 use bandsync_server::{
     core::{
-        Action, Command, Creation, Joiner, LeaveCause, Passcode, SessionSetup, Vocabulary, apply,
+        Action, Command, Creation, Joiner, LeaveCause, Millis, Passcode, Session, SessionSetup, Vocabulary, apply,
         invariants::violations,
+        resume::token_digest,
         timeline::{MAX_TEMPO, MIN_TEMPO},
     },
     protocol::{
@@ -112,22 +115,35 @@ pub fn session_ops(data: &[u8]) {
     let mut slot = None;
     let mut now: i64 = 1_700_000_000_000;
     let mut steps = 0;
+    // Every resume token handed out so far, as digests: the n-th join gets the n-th.
+    let mut tokens: Vec<String> = Vec::new();
     while !bytes.0.is_empty() && steps < 256 {
         steps += 1;
         // Instances' clocks differ a little, so time may step back as well as forward.
         now += i64::from(bytes.byte()) * 7 - 60;
         let by = sockets[bytes.byte() as usize % sockets.len()].clone();
         let Some(action) = next_action(&mut bytes, &sockets, limits) else { continue };
-        // The instance's settings, filled in by the gateway in the server: a scheduled start.
+        // What the gateway fills in in the server: a scheduled start, a grace's end, the tokens.
         let action = match action {
             Action::Start { tempo, time_signature, .. } => {
                 Action::Start { tempo, time_signature, lead_ms: i64::from(bytes.byte()) * 10 }
+            }
+            Action::Suspend { until } => Action::Suspend { until: now + until },
+            Action::Join { mut joiner, wants_lead, creation } => {
+                tokens.push(token_digest("fuzz", &format!("token {}", tokens.len())));
+                joiner.resume_digest = tokens.last().cloned();
+                if joiner.resume_claim.is_some() {
+                    joiner.resume_claim = Some(tokens[bytes.byte() as usize % tokens.len()].clone());
+                }
+                Action::Join { joiner, wants_lead, creation }
             }
             other => other,
         };
         let before = slot.clone();
         let command = Command { by: by.clone(), action };
-        match apply(&mut slot, "fuzz", &command, now) {
+        let result = apply(&mut slot, "fuzz", &command, now);
+        check_reclaim(before.as_ref(), &command, now, result.is_ok());
+        match result {
             Err(_) => assert_eq!(slot, before, "a refused {command:?} changed the session"),
             Ok(outcomes) => {
                 if let Some(session) = &slot {
@@ -145,10 +161,22 @@ pub fn session_ops(data: &[u8]) {
     }
 }
 
+/// A join with a resume token by a socket not yet seated succeeds exactly when the token's seat
+/// is there and held (not past its grace) or connected: a token of a seat that ended, or whose
+/// grace is over, is refused.
+fn check_reclaim(before: Option<&Session>, command: &Command, now: Millis, succeeded: bool) {
+    let Action::Join { joiner, .. } = &command.action else { return };
+    let Some(claim) = &joiner.resume_claim else { return };
+    let Some(session) = before.filter(|s| s.member(&command.by).is_none()) else { return };
+    let seat = session.members.iter().find(|m| m.resume_digest.as_ref() == Some(claim));
+    let takes_back = seat.is_some_and(|m| m.reconnecting_until.is_none_or(|until| now < until));
+    assert_eq!(succeeded, takes_back, "{command:?} at {now}, seat {seat:?}");
+}
+
 /// The next request: a join or an eviction built directly, anything else parsed from a payload
 /// with fuzzed values, as a client would send it.
 fn next_action(bytes: &mut Bytes<'_>, sockets: &[String], limits: Limits) -> Option<Action> {
-    let kind = bytes.byte() % 20;
+    let kind = bytes.byte() % 22;
     let other = sockets[bytes.byte() as usize % sockets.len()].clone();
     let session = json!("fuzz");
     let (event, payload) = match kind {
@@ -158,16 +186,27 @@ fn next_action(bytes: &mut Bytes<'_>, sockets: &[String], limits: Limits) -> Opt
                 1 => Some(Passcode::new("blue")),
                 _ => None,
             };
-            let joiner = Joiner { passcode, vocabulary: Vocabulary::Enhanced, ..Joiner::default() };
+            let user_id = bytes.byte().is_multiple_of(3).then(|| format!("user{}", bytes.byte() % 3));
+            let joiner = Joiner { passcode, user_id, vocabulary: Vocabulary::Enhanced, ..Joiner::default() };
             let setup = SessionSetup::with_max_members(1 + bytes.byte() as usize % 8);
             let creation = match bytes.byte() % 4 {
                 0 => Creation::MustExist,
                 1 => Creation::AtCapacity { max_sessions: 1 },
                 _ => Creation::IfMissing(setup),
             };
-            return Some(Action::Join { joiner, wants_lead: bytes.byte().is_multiple_of(3), creation });
+            return Some(Action::Join { joiner: joiner.into(), wants_lead: bytes.byte().is_multiple_of(3), creation });
         }
-        2 => return Some(Action::Leave(LeaveCause::Left)),
+        2 if bytes.byte().is_multiple_of(2) => return Some(Action::Leave(LeaveCause::Left)),
+        2 => return Some(Action::Leave(LeaveCause::Disconnected("transport close".into()))),
+        // The connection dropped: the seat is held for a while (filled in from now by the caller).
+        20 => return Some(Action::Suspend { until: i64::from(bytes.byte()) * 10 }),
+        // A join from a new connection with a resume token (picked by the caller).
+        21 => {
+            let joiner =
+                Joiner { resume_claim: Some(String::new()), vocabulary: Vocabulary::Enhanced, ..Joiner::default() };
+            let creation = Creation::MustExist;
+            return Some(Action::Join { joiner: joiner.into(), wants_lead: false, creation });
+        }
         3 => {
             let evicted = sockets.iter().filter(|_| bytes.byte().is_multiple_of(3)).cloned().collect();
             return Some(Action::Evict { sockets: evicted, reason: "server lost".into() });

@@ -4,7 +4,7 @@ use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -139,7 +139,7 @@ impl Server {
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: disconnecting clients");
-                app.draining.store(true, Ordering::Relaxed);
+                app.begin_draining();
                 close_all().await;
                 closed_tx.send(()).ok();
             }
@@ -192,7 +192,8 @@ fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) ->
         connections: ConnectionCounts::default(),
         sync_stats: Default::default(),
         started_at: Instant::now(),
-        draining: Default::default(),
+        graces: Default::default(),
+        draining: tokio::sync::watch::Sender::new(false),
         config,
     })
 }

@@ -3,14 +3,16 @@
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Instant,
 };
 
+use tokio::sync::watch;
+
 use crate::{
     config::Config,
-    gateway::{admission::Admission, locks::SessionLocks, throttle::RateLimits},
+    gateway::{admission::Admission, grace::Graces, locks::SessionLocks, throttle::RateLimits},
     protocol::Limits,
     stats::SyncStats,
     store::SessionStore,
@@ -30,13 +32,26 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     pub admission: Arc<Admission>,
     pub started_at: Instant,
-    /// Set once shutdown begins: readiness fails and new work is refused.
-    pub draining: AtomicBool,
+    /// Seats held for members whose connection dropped, waiting for them to come back.
+    pub graces: Graces,
+    /// Set once shutdown begins: readiness fails, new work is refused, held seats end.
+    pub draining: watch::Sender<bool>,
 }
 
 impl AppState {
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        *self.draining.borrow()
+    }
+
+    /// Marks the start of shutdown.
+    pub fn begin_draining(&self) {
+        self.draining.send_replace(true);
+    }
+
+    /// Completes once shutdown has begun.
+    pub async fn drained(&self) {
+        // The sender lives as long as `self`, so the wait cannot fail.
+        self.draining.subscribe().wait_for(|draining| *draining).await.ok();
     }
 }
 

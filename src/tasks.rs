@@ -126,10 +126,15 @@ pub async fn check_seats_of_rewritten_sessions<A: Adapter>(app: Arc<AppState>, i
     .await;
 }
 
-/// Streams follow the changes other instances make to the sessions this one also serves.
+/// Streams follow the changes other instances make to the sessions this one also serves, and
+/// seats held here that another instance saw taken back stop waiting.
 pub async fn follow_remote_changes(app: Arc<AppState>) {
     let Some(changes) = app.store.remote_changes() else { return };
-    follow(changes, "other instances' changes", |session| app.ticker.track(&session)).await;
+    follow(changes, "other instances' changes", |session| {
+        app.ticker.track(&session);
+        app.graces.settle(&session);
+    })
+    .await;
 }
 
 /// Hands each item of `feed` to `handle` until the feed closes; falling behind is logged, not fatal.

@@ -9,7 +9,10 @@ use std::sync::OnceLock;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::protocol::{enhanced, legacy};
+use crate::{
+    core::Vocabulary,
+    protocol::{enhanced, legacy},
+};
 
 /// Latency buckets in seconds: 50 µs to 2.5 s.
 const SECONDS_BUCKETS: &[f64] =
@@ -49,7 +52,16 @@ fn describe() {
         Unit::Count,
         "Sessions this instance streams to (playing, with members)"
     );
-    describe_gauge!("bandsync_members", Unit::Count, "Members seated through this instance");
+    describe_gauge!(
+        "bandsync_members",
+        Unit::Count,
+        "Members seated through this instance with a live connection, by the vocabulary they joined with"
+    );
+    describe_gauge!(
+        "bandsync_members_reconnecting",
+        Unit::Count,
+        "Seats this instance holds for members whose connection dropped (RESUME_GRACE_MS)"
+    );
     describe_counter!("bandsync_events_received_total", Unit::Count, "Client events handled, by event name and result");
     describe_histogram!("bandsync_event_duration_seconds", Unit::Seconds, "Time to handle one client event");
     describe_counter!(
@@ -147,8 +159,21 @@ pub fn coalesced(class: &'static str) {
     counter!("bandsync_coalesced_total", "class" => class).increment(1);
 }
 
-pub fn member_seated(delta: f64) {
-    gauge!("bandsync_members").increment(delta);
+/// A member seated (`delta` 1) or unseated (-1) through this instance, by the vocabulary it joined with.
+pub fn member_seated(vocabulary: Vocabulary, delta: f64) {
+    gauge!("bandsync_members", "vocabulary" => vocabulary_label(vocabulary)).increment(delta);
+}
+
+/// A seat held for a member whose connection dropped (`delta` 1), or no longer held (-1).
+pub fn member_reconnecting(delta: f64) {
+    gauge!("bandsync_members_reconnecting").increment(delta);
+}
+
+fn vocabulary_label(vocabulary: Vocabulary) -> &'static str {
+    match vocabulary {
+        Vocabulary::Legacy => "legacy",
+        Vocabulary::Enhanced => "enhanced",
+    }
 }
 
 pub fn sessions(active: usize, playing: usize) {

@@ -29,7 +29,10 @@ fn join(by: &str, instance: &str, max_members: usize) -> Command {
         ..Joiner::default()
     };
     let setup = SessionSetup { band_id: Some("band".into()), ..SessionSetup::with_max_members(max_members) };
-    Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation: Creation::IfMissing(setup) } }
+    Command {
+        by: by.into(),
+        action: Action::Join { joiner: joiner.into(), wants_lead: false, creation: Creation::IfMissing(setup) },
+    }
 }
 
 fn command(by: &str, action: Action) -> Command {

@@ -252,6 +252,12 @@ export function sampleValue(parsed, name, labels = {}) {
 /** Like sampleValue, but 0 for an absent series (a counter or gauge not yet touched). */
 export const valueOr0 = (parsed, name, labels = {}) => sampleValue(parsed, name, labels) ?? 0;
 
+/** The sum over every series of `name` whose labels include `labels` (0 when there is none). */
+export const totalOf = (parsed, name, labels = {}) =>
+  parsed.samples
+    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((sum, s) => sum + s.value, 0);
+
 /** after - before for one series (absent counts as 0). */
 export const delta = (before, after, name, labels = {}) => valueOr0(after, name, labels) - valueOr0(before, name, labels);
 

@@ -22,6 +22,7 @@ import {
   sampleValue,
   valueOr0,
   delta,
+  totalOf,
   allLabels,
   promtoolCheck,
   PROMTOOL,
@@ -221,7 +222,9 @@ test("/metrics: counters, gauges and histograms follow a known amount of traffic
   assert.equal(m.families.get("bandsync_connections")?.type, "gauge");
   assert.equal(m.families.get("bandsync_connections_total")?.type, "counter");
   assert.equal(sampleValue(m, "bandsync_sessions"), valueOr0(b, "bandsync_sessions") + 3, "bandsync_sessions (A, B, C)");
-  assert.equal(sampleValue(m, "bandsync_members"), valueOr0(b, "bandsync_members") + 5, "bandsync_members");
+  // Four legacy joins, one enhanced session:create.
+  assert.equal(delta(b, m, "bandsync_members", { vocabulary: "legacy" }), JOINS, "bandsync_members{legacy}");
+  assert.equal(delta(b, m, "bandsync_members", { vocabulary: "enhanced" }), 1, "bandsync_members{enhanced}");
   assert.equal(sampleValue(m, "bandsync_sessions_playing"), 0);
 
   // build_info{version, server_id} = 1, with the values / and /health report.
@@ -253,7 +256,7 @@ test("/metrics: counters, gauges and histograms follow a known amount of traffic
   const gaugesBack = (p) =>
     ["websocket", "polling"].every(
       (t) => valueOr0(p, "bandsync_connections", { transport: t }) === valueOr0(b, "bandsync_connections", { transport: t }),
-    ) && valueOr0(p, "bandsync_members") === valueOr0(b, "bandsync_members");
+    ) && totalOf(p, "bandsync_members") === totalOf(b, "bandsync_members");
   let last;
   await until(async () => gaugesBack((last = await scrape(metricsServer)).parsed), 3000, 100);
   scrapes.push(last);
@@ -265,7 +268,10 @@ test("/metrics: counters, gauges and histograms follow a known amount of traffic
       `connections{${t}} back to its earlier value`,
     );
   }
-  assert.equal(valueOr0(l, "bandsync_members"), valueOr0(b, "bandsync_members"), "members back to its earlier value");
+  for (const vocabulary of ["legacy", "enhanced"]) {
+    const [now, was] = [l, b].map((p) => valueOr0(p, "bandsync_members", { vocabulary }));
+    assert.equal(now, was, `members{${vocabulary}} back to its earlier value`);
+  }
   assert.equal(sampleValue(l, "bandsync_sessions"), valueOr0(b, "bandsync_sessions") + 3, "empty sessions are kept");
   assert.equal(delta(m, l, "bandsync_connections_total", { transport: "websocket" }), 0, "a counter never goes back");
 

@@ -11,7 +11,7 @@ import { startRedis, keyPrefix } from "../lib/redis.mjs";
 import { redisEnv, assertLive, pollHttp } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, mark, waitFor, waitForEntry, seqOf, join, events, syncState, expectNo, expectError } from "../lib/client.mjs";
 import { enhancedJoin, received } from "../lib/enhanced.mjs";
-import { parsePrometheusText, valueOr0 } from "../lib/prometheus.mjs";
+import { parsePrometheusText, totalOf } from "../lib/prometheus.mjs";
 
 const owned = []; // everything to stop in after(): instances and redis-servers
 const own = (x) => (owned.push(x), x);
@@ -302,7 +302,7 @@ describe("Redis failures", { concurrency: true }, () => {
     await expectNo(ghost, "snapshot", 300);
     assert.deepEqual(events(ghost).filter((e) => e.data?.sessionId === S), []);
     // A seats the friend alone: the ghost's seat was given back, once, and closing gives back the rest.
-    const members = (r) => valueOr0(parsePrometheusText(r.text), "bandsync_members");
+    const members = (r) => totalOf(parsePrometheusText(r.text), "bandsync_members");
     assert.equal(members(await httpGet(`${A.url}/metrics`)), 1, "bandsync_members on A");
     for (const c of [owner, ghost, intruder, friend]) c.close();
     await pollHttp(`${A.url}/metrics`, (r) => members(r) === 0, 3000);

@@ -25,7 +25,9 @@ const long = (n) => "x".repeat(n);
 let L, F, O, X; // leader, follower, observer (members); X never joins
 let Y; // leads another session T, which the others are not in
 const T = sid("other");
-const server = useServer(NO_RATE_LIMITS, async () => {
+// No reconnection grace: a connection the server closes for an oversized packet (a transport error
+// to the server, as a network's would be) leaves at once, which the payload tests below watch for.
+const server = useServer({ ...NO_RATE_LIMITS, RESUME_GRACE_MS: "0" }, async () => {
   [L, F, O, X, Y] = await Promise.all([0, 1, 2, 3, 4].map(() => connect(server.url)));
   await join(Y, T);
 });

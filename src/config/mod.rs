@@ -117,6 +117,12 @@ pub struct Config {
           default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
     pub http_read_timeout_ms: u64,
 
+    /// How long a member whose connection dropped (transport close or error, ping timeout) keeps
+    /// its seat and lead for it to come back; 0 turns the grace off.
+    #[arg(long, env = "RESUME_GRACE_MS", value_name = "RESUME_GRACE_MS",
+          default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub resume_grace_ms: u64,
+
     /// Events queued for one socket before further ones are refused with `RATE_LIMITED`.
     #[arg(long, env = "MAX_QUEUED_EVENTS", value_name = "MAX_QUEUED_EVENTS",
           default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
@@ -313,6 +319,9 @@ mod tests {
         assert_eq!(config.max_session_members, 8);
         assert_eq!(config.legacy_tick_ms, 100);
         assert_eq!(config.leader_policy, LeaderPolicy::Open);
+        assert_eq!(config.resume_grace_ms, 15_000);
+        assert_eq!((config.rate_limits.tempo_per_sec, config.rate_limits.tempo_burst), (20, 60));
+        assert_eq!((config.rate_limits.joins_per_sec, config.rate_limits.joins_burst), (2, 10));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! core only decides whether the request is allowed in the session's current state.
 
 use super::{
+    Millis,
     passcode::Passcode,
     session::{Role, TimeSignature, Vocabulary},
 };
@@ -41,6 +42,10 @@ pub struct Joiner {
     pub instance: Option<String>,
     /// The passcode offered: required by a locked session, and locks a session the join creates.
     pub passcode: Option<Passcode>,
+    /// Digest of the resume token this join hands the joiner (enhanced joins), kept with its seat.
+    pub resume_digest: Option<String>,
+    /// Digest of a resume token the joiner gives: the join takes that seat back.
+    pub resume_claim: Option<String>,
 }
 
 /// The settings of a session a join creates.
@@ -83,11 +88,17 @@ pub struct Command {
 pub enum Action {
     /// Seats the sender.
     Join {
-        joiner: Joiner,
+        /// Boxed: the joiner's profile is most of a join, and joins are rare next to other actions.
+        joiner: Box<Joiner>,
         wants_lead: bool,
         creation: Creation,
     },
     Leave(LeaveCause),
+    /// The member's connection dropped (not a leave): its seat and lead are held until `until`,
+    /// for it to take back by joining again (see `core::resume`).
+    Suspend {
+        until: Millis,
+    },
     /// Takes the lead at once (`wants_lead`) or steps down.
     SetRole {
         wants_lead: bool,

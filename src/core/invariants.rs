@@ -19,6 +19,12 @@ pub fn violations(session: &Session, now: Millis) -> Vec<String> {
         if session.members[..i].iter().any(|m| m.socket_id == member.socket_id) {
             fail(format!("{} is seated twice", member.socket_id));
         }
+        // A token takes back one seat: two seats with one token would make it take either.
+        if member.resume_digest.is_some()
+            && session.members[..i].iter().any(|m| m.resume_digest == member.resume_digest)
+        {
+            fail(format!("{} shares its resume token with another seat", member.socket_id));
+        }
     }
     let leaders: Vec<&str> =
         session.members.iter().filter(|m| m.role == Role::Leader).map(|m| m.socket_id.as_str()).collect();

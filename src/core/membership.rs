@@ -3,6 +3,7 @@
 use super::{
     CoreError, LeadChange, LeaveCause, Member, Millis, Outcome, Role, Session,
     command::{Creation, Joiner, SessionSetup},
+    resume,
     session::default_display_name,
 };
 
@@ -48,11 +49,30 @@ fn new_session(id: &str, setup: &SessionSetup, creator: Option<&str>, now: Milli
     session
 }
 
-/// Whether `joiner` may take a seat in the session as it stands: a seated member keeps its own; a
-/// newcomer needs the passcode of a locked session, and a free seat.
-pub fn admits(session: &Session, by: &str, joiner: &Joiner) -> Result<(), CoreError> {
+/// Where a join seats its joiner.
+enum Seat {
+    /// A new seat.
+    New,
+    /// The held seat at this index, taken back (see [`resume`]).
+    Reclaimed(usize),
+    /// A new seat, in place of the held legacy seat at this index, which ends first.
+    Replacing(usize),
+}
+
+/// Whether `joiner` may take a seat in the session as it stands: a seated member keeps its own;
+/// a resume token takes its own seat back; a newcomer (or a `userId` taking back a held seat)
+/// needs the passcode of a locked session; a newcomer needs a free seat.
+pub fn admits(session: &Session, by: &str, joiner: &Joiner, now: Millis) -> Result<(), CoreError> {
     if session.member(by).is_some() {
         return Ok(());
+    }
+    seat_for(session, joiner, now).map(|_| ())
+}
+
+fn seat_for(session: &Session, joiner: &Joiner, now: Millis) -> Result<Seat, CoreError> {
+    let reclaimed = resume::reclaimed_seat(session, joiner, now)?;
+    if let Some(index) = reclaimed.filter(|_| joiner.resume_claim.is_some()) {
+        return Ok(Seat::Reclaimed(index));
     }
     if let Some(stored) = &session.passcode_digest {
         match &joiner.passcode {
@@ -63,10 +83,15 @@ pub fn admits(session: &Session, by: &str, joiner: &Joiner) -> Result<(), CoreEr
             Some(_) => {}
         }
     }
-    if session.is_full() {
-        return Err(CoreError::SessionFull { max: session.max_members });
+    if let Some(index) = reclaimed {
+        return Ok(Seat::Reclaimed(index));
     }
-    Ok(())
+    if session.is_full() {
+        return resume::replaceable_seat(session, joiner)
+            .map(Seat::Replacing)
+            .ok_or(CoreError::SessionFull { max: session.max_members });
+    }
+    Ok(Seat::New)
 }
 
 pub(super) fn join(
@@ -76,10 +101,18 @@ pub(super) fn join(
     wants_lead: bool,
     now: Millis,
 ) -> Result<Vec<Outcome>, CoreError> {
-    if session.member(by).is_some() {
+    if let Some(member) = session.member_mut(by) {
+        // Joining again changes nothing but the resume token: the join's answer carries a new one.
+        if joiner.resume_digest.is_some() {
+            member.resume_digest = joiner.resume_digest.clone();
+        }
         return Ok(vec![Outcome::SnapshotToSender]);
     }
-    admits(session, by, joiner)?;
+    let mut outcomes = match seat_for(session, joiner, now)? {
+        Seat::Reclaimed(index) => return Ok(resume::resume(session, index, by, joiner, now)),
+        Seat::Replacing(index) => resume::end_held_seat(session, index, now),
+        Seat::New => Vec::new(),
+    };
     let display_name = joiner.display_name.clone().unwrap_or_else(|| default_display_name(by));
     let display_name = display_name.as_str();
     session.members.push(Member {
@@ -93,6 +126,8 @@ pub(super) fn join(
         instrument: joiner.instrument.clone(),
         preferred_role: joiner.preferred_role,
         instance: joiner.instance.clone(),
+        reconnecting_until: None,
+        resume_digest: joiner.resume_digest.clone(),
     });
     let previous = session.leader.clone();
     let takes_lead = previous.is_none() || wants_lead;
@@ -104,7 +139,7 @@ pub(super) fn join(
         }
     }
     let member = session.member(by).cloned().expect("just seated");
-    let mut outcomes = vec![Outcome::SnapshotToSender, Outcome::Joined { member }];
+    outcomes.extend([Outcome::SnapshotToSender, Outcome::Joined { member }]);
     if takes_lead {
         outcomes.push(Outcome::LeadChanged { previous, new: Some(by.to_owned()), reason: LeadChange::Joined });
     }
@@ -113,7 +148,7 @@ pub(super) fn join(
 
 /// Unseats `by`. When the leader goes and members remain, the earliest-joined member leads and
 /// playback stops, so nobody is left following a metronome no one controls.
-pub(super) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Millis) -> Vec<Outcome> {
+pub(crate) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Millis) -> Vec<Outcome> {
     let was_leader = session.is_leader(by);
     session.members.retain(|m| m.socket_id != by);
     session.pending_leader_requests.retain(|r| r != by);
@@ -226,7 +261,7 @@ mod tests {
         let mut slot = None;
         let joiner = Joiner { vocabulary: Vocabulary::Enhanced, ..Joiner::default() };
         let action = Action::Join {
-            joiner,
+            joiner: joiner.into(),
             wants_lead: false,
             creation: Creation::IfMissing(SessionSetup::with_max_members(8)),
         };
@@ -243,7 +278,7 @@ mod tests {
         creation: Creation,
     ) -> Result<(), CoreError> {
         let joiner = Joiner { passcode: passcode.map(Passcode::new), ..Joiner::default() };
-        let action = Action::Join { joiner, wants_lead: false, creation };
+        let action = Action::Join { joiner: joiner.into(), wants_lead: false, creation };
         apply(slot, "demo", &Command { by: by.into(), action }, 0).map(|_| ())
     }
 

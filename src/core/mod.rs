@@ -12,6 +12,7 @@ pub mod membership;
 pub mod outcome;
 pub mod passcode;
 mod playback;
+pub mod resume;
 pub mod seat;
 pub mod session;
 pub mod timeline;
@@ -72,6 +73,7 @@ fn apply_as_member(session: &mut Session, by: &str, action: &Action, now: Millis
     match action {
         Action::Join { .. } | Action::Evict { .. } => unreachable!("handled before membership checks"),
         Action::Leave(cause) => Ok(membership::leave(session, by, cause.clone(), now)),
+        Action::Suspend { until } => Ok(resume::suspend(session, by, *until)),
         Action::Heartbeat => {
             if let Some(member) = session.member_mut(by) {
                 member.last_ping_at = now;
@@ -114,8 +116,11 @@ pub(crate) mod test_support {
         now: Millis,
     ) -> Result<Vec<Outcome>, CoreError> {
         let joiner = Joiner { display_name: Some(name.into()), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
-        let action =
-            Action::Join { joiner, wants_lead, creation: Creation::IfMissing(SessionSetup::with_max_members(8)) };
+        let action = Action::Join {
+            joiner: joiner.into(),
+            wants_lead,
+            creation: Creation::IfMissing(SessionSetup::with_max_members(8)),
+        };
         apply(slot, "demo", &Command { by: by.into(), action }, now)
     }
 

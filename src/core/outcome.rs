@@ -66,6 +66,17 @@ pub enum Outcome {
         new: Option<String>,
         reason: LeadChange,
     },
+    /// A member's connection dropped; its seat is held until `until`.
+    Reconnecting {
+        socket_id: String,
+        until: Millis,
+    },
+    /// A member took its seat back from a new connection: `previous` was its socket; `member` is
+    /// the seat as it now is (lead included).
+    Resumed {
+        previous: String,
+        member: Member,
+    },
     /// After an approved hand-over: tells the old leader, the new one and the other requesters.
     HandOverSettled {
         previous: String,

@@ -18,17 +18,23 @@ impl Passcode {
 
     /// The digest kept with the session `session_id`.
     pub fn digest(&self, session_id: &str) -> String {
-        let mut hasher = Sha256::new();
-        hasher.update(session_id.as_bytes());
-        hasher.update([0u8]);
-        hasher.update(self.0.as_bytes());
-        hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+        salted_digest(session_id, &self.0)
     }
 
     /// True when this is the passcode whose digest is `stored`, compared in constant time.
     pub fn unlocks(&self, session_id: &str, stored: &str) -> bool {
         same_secret(&self.digest(session_id), stored)
     }
+}
+
+/// SHA-256 of `secret` salted with the session id, in hex: how a session keeps a secret (a
+/// passcode, a resume token) without keeping the secret itself.
+pub fn salted_digest(session_id: &str, secret: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(session_id.as_bytes());
+    hasher.update([0u8]);
+    hasher.update(secret.as_bytes());
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 /// Compares two secrets without stopping at the first difference, so the time taken tells nothing

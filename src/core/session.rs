@@ -52,6 +52,21 @@ pub struct Member {
     /// instance dies.
     #[serde(default)]
     pub instance: Option<String>,
+    /// Set while the member's connection is gone and its seat, lead included, is held for it to
+    /// come back: until when (`RESUME_GRACE_MS` after the drop).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconnecting_until: Option<Millis>,
+    /// Digest of the member's resume token (enhanced members): a join that gives the token takes
+    /// this seat back. Never rendered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_digest: Option<String>,
+}
+
+impl Member {
+    /// True while the member's connection is gone and its seat is held for it.
+    pub fn is_reconnecting(&self) -> bool {
+        self.reconnecting_until.is_some()
+    }
 }
 
 /// Beats per bar over the note value that gets the beat, written `"4/4"`.
@@ -178,8 +193,14 @@ impl Session {
         self.leader.as_deref() == Some(socket_id)
     }
 
+    /// True when every seat is taken; a seat held for a member who is reconnecting is taken.
     pub fn is_full(&self) -> bool {
         self.members.len() >= self.max_members
+    }
+
+    /// Members with a connection now: those not reconnecting.
+    pub fn connected_count(&self) -> usize {
+        self.members.iter().filter(|m| !m.is_reconnecting()).count()
     }
 
     /// Makes `socket_id` the leader and every other member a follower.

@@ -5,10 +5,10 @@ use std::hash::{BuildHasher, RandomState};
 use serde_json::{Value, json};
 use socketioxide::{adapter::Adapter, extract::SocketRef};
 
-use super::{respond::Responder, rooms, worker::Worker};
+use super::{grace::new_resume_token, respond::Responder, rooms, worker::Worker};
 use crate::{
     clock::{now_ms, precise_now_ms},
-    core::{Action, CoreError, Creation, Joiner, SessionSetup},
+    core::{Action, CoreError, Creation, Joiner, SessionSetup, resume},
     protocol::{
         enhanced::{CreateRequest, Request},
         payload,
@@ -19,7 +19,9 @@ impl<A: Adapter> Worker<A> {
     pub(super) async fn handle_enhanced(&mut self, request: Request, responder: Responder<A>) {
         match request {
             Request::Create { setup, joiner } => self.create(setup, joiner, responder).await,
-            Request::Join { session_id, joiner, create } => {
+            Request::Join { session_id, joiner, create, resume_token } => {
+                let joiner =
+                    Joiner { resume_claim: resume_token.map(|t| resume::token_digest(&session_id, &t)), ..joiner };
                 self.join_enhanced(session_id, joiner, create, responder).await
             }
             Request::Leave { session_id } => {
@@ -76,9 +78,10 @@ impl<A: Adapter> Worker<A> {
             tempo: request.tempo,
             time_signature: request.time_signature,
         };
-        let action = Action::Join { joiner: self.held_here(joiner), wants_lead: true, creation: Creation::New(setup) };
+        let (joiner, token) = self.held_here(&session_id, joiner);
+        let action = Action::Join { joiner: joiner.into(), wants_lead: true, creation: Creation::New(setup) };
         let id = session_id.clone();
-        let answer = move |session: &_, now| json!({ "sessionId": id, "session": payload::state_sync(session, now) });
+        let answer = move |session: &_, now| json!({ "sessionId": id, "session": payload::state_sync(session, now), "resumeToken": token });
         self.join(&session_id, action, responder, answer).await;
     }
 
@@ -89,21 +92,26 @@ impl<A: Adapter> Worker<A> {
         } else {
             Creation::MustExist
         };
-        let action = Action::Join { joiner: self.held_here(joiner), wants_lead: false, creation };
+        let (joiner, token) = self.held_here(&session_id, joiner);
+        let action = Action::Join { joiner: joiner.into(), wants_lead: false, creation };
         let me = self.socket_id.clone();
         let answer = move |session: &crate::core::Session, now| {
             json!({
                 "session": payload::state_sync(session, now),
                 "member": session.member(&me).map(payload::enhanced_member),
                 "serverTime": now,
+                "resumeToken": token,
             })
         };
         self.join(&session_id, action, responder, answer).await;
     }
 
-    /// The joiner, as held by this instance.
-    fn held_here(&self, joiner: Joiner) -> Joiner {
-        Joiner { instance: Some(self.app.server_id.clone()), ..joiner }
+    /// The joiner, as held by this instance, with a fresh resume token for its seat in
+    /// `session_id`: the seat keeps the token's digest, the joiner gets the token in its answer.
+    fn held_here(&self, session_id: &str, joiner: Joiner) -> (Joiner, String) {
+        let token = new_resume_token();
+        let resume_digest = Some(resume::token_digest(session_id, &token));
+        (Joiner { instance: Some(self.app.server_id.clone()), resume_digest, ..joiner }, token)
     }
 }
 

@@ -68,7 +68,7 @@ impl<A: Adapter> Worker<A> {
         let joiner = Joiner { instance: Some(self.app.server_id.clone()), ..joiner };
         let creation =
             Creation::IfMissing(SessionSetup::with_max_members(self.app.config.max_session_members as usize));
-        let action = Action::Join { joiner, wants_lead: wants_lead && !approval_needed, creation };
+        let action = Action::Join { joiner: joiner.into(), wants_lead: wants_lead && !approval_needed, creation };
         let joined = self.join(&session_id, action, responder, |_, _| Value::Null).await;
         if joined.is_some_and(|session| !session.is_leader(&self.socket_id)) && approval_needed {
             let responder = request_leader_responder(&session_id);

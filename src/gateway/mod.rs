@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod deliver;
 mod enhanced_events;
+pub mod grace;
 pub mod inbox;
 mod legacy_events;
 pub mod locks;

@@ -84,12 +84,13 @@ pub async fn run<A: Adapter>(
                 }
                 Some(Inbound::CheckSeat(session_id)) => Box::pin(worker.check_seat(&session_id)).await,
                 Some(Inbound::Disconnected(reason)) => {
-                    Box::pin(worker.unseat(LeaveCause::Disconnected(reason.to_owned()))).await;
                     // Socket.IO took the socket out of its rooms when it closed; an event queued
                     // before the close may have joined one since (`metrics:subscribe`).
                     worker.socket.leave_all();
                     worker.app.connections.closed();
                     telemetry::connection_closed(worker.transport);
+                    // Boxed, like the events above; a dropped connection's seat may be held a while.
+                    Box::pin(worker.end_connection(reason)).await;
                     break;
                 }
                 None => break,
@@ -144,11 +145,14 @@ impl<A: Adapter> Worker<A> {
     }
 
     /// Leaves the current session, if any (on disconnect). A leave the store refuses (it no
-    /// longer lists the member: another instance unseated it) still ends the seat here.
-    async fn unseat(&mut self, cause: LeaveCause) {
+    /// longer lists the member: another instance unseated it, or a new connection took the seat
+    /// back with its resume token) still ends the seat here.
+    pub(super) async fn unseat(&mut self, cause: LeaveCause) {
         let Some(seat) = self.seat.clone() else { return };
-        let responder = Responder::legacy("disconnect", &Value::Null);
-        self.execute(&seat.session_id, Action::Leave(cause), responder, |_, _| Value::Null).await;
+        let command = Command { by: self.socket_id.clone(), action: Action::Leave(cause) };
+        if let Err((err, _)) = self.apply_and_announce(&seat.session_id, command, None, |_, _| Value::Null).await {
+            tracing::info!(socket = %self.socket_id, session = %seat.session_id, %err, "seat already gone");
+        }
         self.drop_seat(&seat.session_id);
     }
 
@@ -156,9 +160,8 @@ impl<A: Adapter> Worker<A> {
     fn drop_seat(&mut self, session_id: &str) {
         self.socket.leave(rooms::session(session_id, Vocabulary::Legacy));
         self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
-        if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
-            self.seat = None;
-            telemetry::member_seated(-1.0);
+        if let Some(seat) = self.seat.take_if(|s| s.session_id == session_id) {
+            telemetry::member_seated(seat.vocabulary, -1.0);
         }
     }
 
@@ -244,7 +247,7 @@ impl<A: Adapter> Worker<A> {
     }
 
     /// The change itself, under the session's lock so members hear changes in the order applied.
-    async fn apply_and_announce(
+    pub(super) async fn apply_and_announce(
         &mut self,
         session_id: &str,
         command: Command,
@@ -262,7 +265,7 @@ impl<A: Adapter> Worker<A> {
                 // even that long.
                 if app.store.backend() != Backend::Embedded
                     && let Ok(Some(session)) = app.store.get(session_id).await
-                    && let Err(err) = membership::admits(&session, &command.by, joiner)
+                    && let Err(err) = membership::admits(&session, &command.by, joiner, now_ms())
                 {
                     return Err((err, responder));
                 }
@@ -295,7 +298,13 @@ impl<A: Adapter> Worker<A> {
         let scene = Scene { session: &applied.session, by: &self.socket_id, sender_vocabulary, now };
         let emissions = protocol::render(&applied.outcomes, &scene);
         let local_only = app.store.backend() == Backend::Disconnected;
-        let body = answer(&applied.session, now);
+        let mut body = answer(&applied.session, now);
+        for outcome in &applied.outcomes {
+            if let Outcome::Resumed { previous, .. } = outcome {
+                self.seat_taken_back(previous);
+                body["resumed"] = Value::Bool(true);
+            }
+        }
         match responder {
             Some(responder) if responder.answers_first() => {
                 responder.succeed(&self.socket, body);
@@ -311,6 +320,20 @@ impl<A: Adapter> Worker<A> {
         Ok(applied.session)
     }
 
+    /// This socket took back the seat of `previous`. A worker holding that seat here stops
+    /// waiting; a connection of it still open (a client back before the server saw it drop, on
+    /// any instance) is closed, since its seat is gone.
+    fn seat_taken_back(&self, previous: &str) {
+        tracing::info!(socket = %self.socket_id, previous, "seat taken back");
+        self.app.graces.taken_back(previous);
+        let old = self.io.to(rooms::socket(previous));
+        tokio::spawn(async move {
+            if let Err(err) = old.disconnect().await {
+                tracing::debug!(%err, "closing the seat's old connection");
+            }
+        });
+    }
+
     /// Keeps the socket's rooms and seat in step with a join or leave that just succeeded.
     fn follow_seat(&mut self, session_id: &str, action: &Action, session: &Session) {
         match action {
@@ -319,9 +342,11 @@ impl<A: Adapter> Worker<A> {
                     return;
                 }
                 let vocabulary = joiner.vocabulary;
-                if self.seat.is_none() {
-                    telemetry::member_seated(1.0);
+                // A move from another session: the seat is counted once, under its new vocabulary.
+                if let Some(old) = &self.seat {
+                    telemetry::member_seated(old.vocabulary, -1.0);
                 }
+                telemetry::member_seated(vocabulary, 1.0);
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?vocabulary, members = session.members.len(), "joined");
                 self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
             }

@@ -20,6 +20,8 @@ pub enum Request {
         session_id: String,
         joiner: Joiner,
         create: bool,
+        /// A seat's resume token: the join takes that seat back.
+        resume_token: Option<String>,
     },
     Leave {
         session_id: String,
@@ -41,6 +43,9 @@ pub enum Request {
     MetricsSubscribe,
     MetricsUnsubscribe,
 }
+
+/// The longest resume token accepted; the server's own are 32 characters.
+const MAX_RESUME_TOKEN: usize = 128;
 
 /// `session:create` settings, before the instance's limits are applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +108,7 @@ fn parse_fields(event: &str, f: &Fields<'_>) -> Result<Request, CoreError> {
             session_id: f.session_id()?,
             joiner: joiner(f)?,
             create: f.optional_bool("create")?.unwrap_or(false),
+            resume_token: f.optional_string("resumeToken", MAX_RESUME_TOKEN)?,
         }),
         "session:leave" => Ok(Request::Leave { session_id: f.session_id()? }),
         "band:session_list" => Ok(Request::SessionList { band_id: f.name("bandId")? }),
@@ -152,6 +158,8 @@ fn joiner(f: &Fields<'_>) -> Result<Joiner, CoreError> {
         preferred_role,
         instance: None,
         passcode: f.passcode()?,
+        resume_digest: None,
+        resume_claim: None,
     })
 }
 

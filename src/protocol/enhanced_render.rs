@@ -12,8 +12,13 @@ use crate::core::{Millis, Outcome, Vocabulary, timeline::Timeline};
 
 pub fn render(outcomes: &[Outcome], scene: &Scene<'_>) -> Vec<Emission> {
     let led_changed = outcomes.iter().any(|o| matches!(o, Outcome::LeadChanged { .. }));
-    let told_otherwise =
-        outcomes.iter().any(|o| o.is_transport() || matches!(o, Outcome::Joined { .. } | Outcome::Left { .. }));
+    let told_otherwise = outcomes.iter().any(|o| {
+        o.is_transport()
+            || matches!(
+                o,
+                Outcome::Joined { .. } | Outcome::Left { .. } | Outcome::Reconnecting { .. } | Outcome::Resumed { .. }
+            )
+    });
     let sync_state = led_changed || !told_otherwise;
     let mut out = Vec::new();
     for outcome in outcomes {
@@ -45,6 +50,33 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, sync_state: bool, out: &mut 
             "session:member_update",
             json!({ "sessionId": id, "action": "left", "socketId": socket_id, "memberCount": session.members.len() }),
         ),
+        Outcome::Reconnecting { socket_id, until } => room(
+            out,
+            "session:member_update",
+            json!({
+                "sessionId": id, "action": "reconnecting", "socketId": socket_id,
+                "reconnectingUntil": until, "memberCount": session.members.len(),
+            }),
+        ),
+        Outcome::Resumed { previous, member } => {
+            room(
+                out,
+                "session:member_update",
+                json!({
+                    "sessionId": id, "action": "reconnected", "socketId": member.socket_id,
+                    "previousSocketId": previous, "member": payload::enhanced_member(member),
+                    "memberCount": session.members.len(),
+                }),
+            );
+            // Clients know the leader by socket id: the leader's new connection is announced.
+            if session.is_leader(&member.socket_id) {
+                room(
+                    out,
+                    "leader:election",
+                    json!({ "sessionId": id, "oldLeader": previous, "newLeader": member.socket_id, "reason": "resumed" }),
+                );
+            }
+        }
         Outcome::LeadChanged { previous, new, reason } => room(
             out,
             "leader:election",
@@ -158,7 +190,8 @@ mod tests {
     fn join(slot: &mut Option<Session>, by: &str, vocabulary: Vocabulary) -> Vec<Outcome> {
         let joiner = Joiner { display_name: Some(by.into()), vocabulary, ..Joiner::default() };
         let creation = Creation::IfMissing(SessionSetup::with_max_members(8));
-        let command = Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation } };
+        let command =
+            Command { by: by.into(), action: Action::Join { joiner: joiner.into(), wants_lead: false, creation } };
         apply(slot, "mix", &command, 0).unwrap()
     }
 

@@ -48,6 +48,9 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
             }
             room(out, "user_left", data);
         }
+        // Legacy members see no change while a seat is held; a seat taken back has a new socket id.
+        Outcome::Reconnecting { .. } => {}
+        Outcome::Resumed { .. } => room(out, "snapshot", payload::snapshot(session, now)),
         Outcome::LeadChanged { previous, new, reason } => match reason {
             LeadChange::LeaderDisconnected | LeadChange::LeaderLeft | LeadChange::Transferred => {
                 let reason = reason.as_str();
@@ -208,7 +211,7 @@ mod tests {
     fn join(by: &str) -> Command {
         let joiner = Joiner { display_name: Some(by.into()), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
         let creation = Creation::IfMissing(SessionSetup::with_max_members(8));
-        Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation } }
+        Command { by: by.into(), action: Action::Join { joiner: joiner.into(), wants_lead: false, creation } }
     }
 
     fn scene<'a>(session: &'a Session, by: &'a str, now: Millis) -> Scene<'a> {

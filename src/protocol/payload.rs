@@ -41,7 +41,7 @@ pub fn room_stats(session: &Session, now: Millis) -> Value {
     json!({
         "sessionId": session.id,
         "memberCount": session.members.len(),
-        "connectedCount": session.members.len(),
+        "connectedCount": session.connected_count(),
         "isPlaying": session.timeline.is_playing,
         "tempo": session.timeline.tempo,
         "position": whole_ms(session.timeline.position_at(now)),
@@ -68,6 +68,11 @@ pub fn enhanced_member(member: &Member) -> Value {
         crate::core::Vocabulary::Legacy => "legacy",
         crate::core::Vocabulary::Enhanced => "enhanced",
     });
+    // The seat is held for a member whose connection dropped, until this server time.
+    record["reconnecting"] = json!(member.is_reconnecting());
+    if let Some(until) = member.reconnecting_until {
+        record["reconnectingUntil"] = json!(until);
+    }
     record
 }
 

@@ -76,7 +76,7 @@ mod tests {
     fn join(by: &str) -> Command {
         let joiner = Joiner { display_name: Some(by.into()), vocabulary: Vocabulary::Legacy, ..Joiner::default() };
         let creation = Creation::IfMissing(SessionSetup::with_max_members(2));
-        Command { by: by.into(), action: Action::Join { joiner, wants_lead: false, creation } }
+        Command { by: by.into(), action: Action::Join { joiner: joiner.into(), wants_lead: false, creation } }
     }
 
     #[tokio::test]

@@ -275,7 +275,10 @@ mod tests {
         for i in 0..(SLOTS_PER_PERIOD * 3) {
             let joiner = Joiner { vocabulary: Vocabulary::Enhanced, ..Joiner::default() };
             let creation = Creation::IfMissing(SessionSetup::with_max_members(8));
-            let join = Command { by: format!("m{i}"), action: Action::Join { joiner, wants_lead: true, creation } };
+            let join = Command {
+                by: format!("m{i}"),
+                action: Action::Join { joiner: joiner.into(), wants_lead: true, creation },
+            };
             let mut slot = None;
             crate::core::apply(&mut slot, &format!("s{i}"), &join, 0).unwrap();
             let mut session = slot.unwrap();
