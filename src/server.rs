@@ -21,7 +21,7 @@ use crate::{
     protocol::Limits,
     state::{AppState, ConnectionCounts},
     store::{
-        MemoryStore, RedisStore, SessionStore,
+        Backend, MemoryStore, RedisStore, SessionStore,
         redis::{self, Keys},
     },
     sync::Ticker,
@@ -181,6 +181,11 @@ fn wire<A: Adapter + DefinedAdapter>(io: SocketIo<A>, app: Arc<AppState>) -> (A:
 fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) -> Arc<AppState> {
     telemetry::handle();
     telemetry::build_info(&server_id);
+    telemetry::connections_max(config.max_connections);
+    // The store may have connected before the recorder was installed: say so again.
+    if store.backend() == Backend::Connected {
+        telemetry::redis_connected(true);
+    }
     Arc::new(AppState {
         limits: Limits { max_name: config.max_name_length as usize, max_message: config.max_message_length as usize },
         rate_limits: RateLimits::from_settings(&config.rate_limits),

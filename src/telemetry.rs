@@ -11,6 +11,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::{
     core::Vocabulary,
+    gateway::throttle::EventClass,
     protocol::{enhanced, legacy},
 };
 
@@ -32,9 +33,52 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics shows only what this one records");
         }
         describe();
+        process_collector().describe();
+        start_at_zero();
         handle
     })
 }
+
+/// The standard process metrics (`process_cpu_seconds_total`, `process_resident_memory_bytes` …),
+/// read from the operating system at each scrape.
+fn process_collector() -> &'static metrics_process::Collector {
+    static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+    COLLECTOR.get_or_init(metrics_process::Collector::default)
+}
+
+/// Reads the process metrics now, for the scrape being answered.
+pub fn collect_process() {
+    process_collector().collect();
+}
+
+/// Counters and gauges of a closed set of labels exist from start-up at 0: a dashboard shows 0
+/// rather than no data, and `rate()` counts the first event, which it cannot when the series
+/// appears with it.
+fn start_at_zero() {
+    for class in EventClass::ALL {
+        counter!("bandsync_rate_limited_total", "class" => class.as_str()).absolute(0);
+        if class.coalesces() {
+            counter!("bandsync_coalesced_total", "class" => class.as_str()).absolute(0);
+        }
+    }
+    counter!("bandsync_rate_limited_total", "class" => "queue").absolute(0);
+    for op in REDIS_OPS {
+        counter!("bandsync_redis_errors_total", "op" => op).absolute(0);
+    }
+    for transport in ["websocket", "polling"] {
+        gauge!("bandsync_connections", "transport" => transport).increment(0.0);
+        counter!("bandsync_connections_total", "transport" => transport).absolute(0);
+    }
+    for vocabulary in [Vocabulary::Legacy, Vocabulary::Enhanced] {
+        gauge!("bandsync_members", "vocabulary" => vocabulary_label(vocabulary)).increment(0.0);
+    }
+    gauge!("bandsync_members_reconnecting").increment(0.0);
+    gauge!("bandsync_sessions_mixed").increment(0.0);
+    counter!("bandsync_legacy_warnings_total").absolute(0);
+}
+
+/// The Redis operations timed by [`redis_command`].
+pub const REDIS_OPS: [&str; 2] = ["read", "update"];
 
 /// HELP text and units, so dashboards and `promtool` know what each metric means.
 fn describe() {
@@ -47,6 +91,17 @@ fn describe() {
         "Socket.IO connections opened, by transport at connect"
     );
     describe_gauge!("bandsync_sessions", Unit::Count, "Sessions in the store, seated or not");
+    describe_gauge!(
+        "bandsync_sessions_mixed",
+        Unit::Count,
+        "Sessions in the store seating members of both vocabularies, legacy and enhanced"
+    );
+    describe_gauge!("bandsync_connections_max", Unit::Count, "MAX_CONNECTIONS of this instance (0: unlimited)");
+    describe_counter!(
+        "bandsync_legacy_warnings_total",
+        Unit::Count,
+        "Connections that used legacy events while LEGACY_EVENTS=warn (one each)"
+    );
     describe_gauge!(
         "bandsync_sessions_playing",
         Unit::Count,
@@ -62,7 +117,11 @@ fn describe() {
         Unit::Count,
         "Seats this instance holds for members whose connection dropped (RESUME_GRACE_MS)"
     );
-    describe_counter!("bandsync_events_received_total", Unit::Count, "Client events handled, by event name and result");
+    describe_counter!(
+        "bandsync_events_received_total",
+        Unit::Count,
+        "Client events handled, by event name, result and vocabulary (legacy, enhanced; other for unknown names)"
+    );
     describe_histogram!("bandsync_event_duration_seconds", Unit::Seconds, "Time to handle one client event");
     describe_counter!(
         "bandsync_events_emitted_total",
@@ -113,10 +172,24 @@ pub fn connection_closed(transport: &'static str) {
     gauge!("bandsync_connections", "transport" => transport).decrement(1.0);
 }
 
-/// One event handled: its name, `ok` or the error code, and how long it took.
+/// The vocabulary an event name belongs to: `legacy`, `enhanced`, or `other` for a name neither
+/// knows.
+pub fn event_vocabulary(event: &str) -> &'static str {
+    if legacy::EVENTS.contains(&event) {
+        "legacy"
+    } else if enhanced::EVENTS.contains(&event) {
+        "enhanced"
+    } else {
+        "other"
+    }
+}
+
+/// One event handled: its name and vocabulary, `ok` (`ignored`) or the error code, and how long it took.
 pub fn event_handled(event: &str, result: &'static str, seconds: f64) {
+    let vocabulary = event_vocabulary(event);
     let event = event_label(event);
-    counter!("bandsync_events_received_total", "event" => event, "result" => result).increment(1);
+    counter!("bandsync_events_received_total", "event" => event, "result" => result, "vocabulary" => vocabulary)
+        .increment(1);
     histogram!("bandsync_event_duration_seconds", "event" => event).record(seconds);
 }
 
@@ -176,9 +249,21 @@ fn vocabulary_label(vocabulary: Vocabulary) -> &'static str {
     }
 }
 
-pub fn sessions(active: usize, playing: usize) {
+/// Sessions in the store, those this instance streams to, and those seating both vocabularies.
+pub fn sessions(active: usize, playing: usize, mixed: usize) {
     gauge!("bandsync_sessions").set(active as f64);
     gauge!("bandsync_sessions_playing").set(playing as f64);
+    gauge!("bandsync_sessions_mixed").set(mixed as f64);
+}
+
+/// `MAX_CONNECTIONS`, so dashboards and alerts can compare connections with it (0: unlimited).
+pub fn connections_max(max: u32) {
+    gauge!("bandsync_connections_max").set(f64::from(max));
+}
+
+/// A legacy connection warned about under `LEGACY_EVENTS=warn`.
+pub fn legacy_warned() {
+    counter!("bandsync_legacy_warnings_total").increment(1);
 }
 
 pub fn tick_lag(seconds: f64) {

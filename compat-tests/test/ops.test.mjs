@@ -185,7 +185,7 @@ test("/metrics: counters, gauges and histograms follow a known amount of traffic
   const c2 = await scrape(metricsServer);
   scrapes.push(c0, c1, c2);
   assert.equal(delta(c0.parsed, c1.parsed, `${rtt}_count`), 0, "clock:sync {t0} alone must not record an rtt");
-  assert.equal(delta(c0.parsed, c1.parsed, "bandsync_events_received_total", { event: "clock:sync", result: "ok" }), 1);
+  assert.equal(delta(c0.parsed, c1.parsed, "bandsync_events_received_total", { event: "clock:sync", result: "ok", vocabulary: "enhanced" }), 1);
   assert.equal(delta(c1.parsed, c2.parsed, `${rtt}_count`), 1, "clock:sync {t0, rtt: 12.5} records one rtt");
   const sumDelta = delta(c1.parsed, c2.parsed, `${rtt}_sum`);
   assert.ok(Math.abs(sumDelta - 0.0125) < 1e-9, `rtt sum grew by ${sumDelta} s, expected 0.0125 (12.5 ms in seconds)`);
@@ -199,13 +199,13 @@ test("/metrics: counters, gauges and histograms follow a known amount of traffic
   const b = before.parsed;
   const m = mid.parsed;
   const ev = "bandsync_events_received_total";
-  assert.equal(delta(b, m, ev, { event: "join_session", result: "ok" }), JOINS, "join_session ok");
-  assert.equal(delta(b, m, ev, { event: "session:create", result: "ok" }), 1, "session:create ok");
-  assert.equal(delta(b, m, ev, { event: "set_tempo", result: "NOT_LEADER" }), 1, "follower set_tempo → NOT_LEADER");
-  assert.equal(delta(b, m, ev, { event: "set_tempo", result: "ok" }), 0, "no set_tempo succeeded");
-  assert.equal(delta(b, m, ev, { event: "other", result: "ignored" }), 1, `unknown event "${weird}" under event="other"`);
-  assert.equal(delta(b, m, ev, { event: "chat_message", result: "ok" }), 1);
-  assert.equal(delta(b, m, ev, { event: "chat:message", result: "ok" }), 1);
+  assert.equal(delta(b, m, ev, { event: "join_session", result: "ok", vocabulary: "legacy" }), JOINS, "join_session ok");
+  assert.equal(delta(b, m, ev, { event: "session:create", result: "ok", vocabulary: "enhanced" }), 1, "session:create ok");
+  assert.equal(delta(b, m, ev, { event: "set_tempo", result: "NOT_LEADER", vocabulary: "legacy" }), 1, "follower set_tempo → NOT_LEADER");
+  assert.equal(delta(b, m, ev, { event: "set_tempo", result: "ok", vocabulary: "legacy" }), 0, "no set_tempo succeeded");
+  assert.equal(delta(b, m, ev, { event: "other", result: "ignored", vocabulary: "other" }), 1, `unknown event "${weird}" under event="other"`);
+  assert.equal(delta(b, m, ev, { event: "chat_message", result: "ok", vocabulary: "legacy" }), 1);
+  assert.equal(delta(b, m, ev, { event: "chat:message", result: "ok", vocabulary: "enhanced" }), 1);
   assert.equal(m.families.get(ev)?.type, "counter");
   assert.equal(
     delta(b, m, "bandsync_event_duration_seconds_count", { event: "join_session" }),

@@ -187,8 +187,8 @@ test("heartbeat_response and events a newer app adds are ignored for legacy sock
 
   const after = await scrape();
   const ev = "bandsync_events_received_total";
-  assert.equal(delta(before, after, ev, { event: "other", result: "ignored" }), 4, "counted under event=\"other\"");
-  assert.equal(delta(before, after, ev, { event: "other", result: "VALIDATION" }), 1);
+  assert.equal(delta(before, after, ev, { event: "other", result: "ignored", vocabulary: "other" }), 4, "counted under event=\"other\"");
+  assert.equal(delta(before, after, ev, { event: "other", result: "VALIDATION", vocabulary: "other" }), 1);
 });
 
 test("5 joins within a second pass: a legacy client trying session names, an enhanced one re-joining", async () => {

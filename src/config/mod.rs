@@ -25,6 +25,17 @@ pub enum LeaderPolicy {
     Approval,
 }
 
+/// What becomes of the legacy vocabulary, for retiring it once every client speaks enhanced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LegacyEvents {
+    /// Served as ever.
+    On,
+    /// Served, and each connection using them logged (rate limited) and counted.
+    Warn,
+    /// A legacy join is refused with `LEGACY_DISABLED`.
+    Off,
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -201,6 +212,10 @@ pub struct Config {
     #[arg(long, env = "DEMO_PAGE", value_name = "DEMO_PAGE", default_value_t = true, action = clap::ArgAction::Set,
           value_parser = clap::builder::BoolishValueParser::new())]
     pub demo_page: bool,
+
+    /// Serve the legacy events (`on`), serve and report them (`warn`), or refuse legacy joins (`off`).
+    #[arg(long, env = "LEGACY_EVENTS", value_name = "LEGACY_EVENTS", value_enum, default_value_t = LegacyEvents::On)]
+    pub legacy_events: LegacyEvents,
 
     /// Who may take the lead with `set_role`.
     #[arg(long, env = "LEADER_POLICY", value_name = "LEADER_POLICY", value_enum, default_value_t = LeaderPolicy::Open)]

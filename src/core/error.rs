@@ -22,6 +22,9 @@ pub enum CoreError {
     Unauthorized(&'static str),
     #[error("The server is at its limit of {max} sessions")]
     TooManySessions { max: usize },
+    /// `LEGACY_EVENTS=off`: the text names the enhanced event to use instead.
+    #[error("Legacy events are turned off on this server: use {0} instead")]
+    LegacyDisabled(&'static str),
     #[error("Internal error")]
     Internal,
 }
@@ -38,6 +41,7 @@ impl CoreError {
             CoreError::RateLimited(_) => "RATE_LIMITED",
             CoreError::Unauthorized(_) => "UNAUTHORIZED",
             CoreError::TooManySessions { .. } => "SERVER_FULL",
+            CoreError::LegacyDisabled(_) => "LEGACY_DISABLED",
             CoreError::Internal => "INTERNAL",
         }
     }

@@ -10,6 +10,7 @@ mod enhanced_events;
 pub mod grace;
 pub mod inbox;
 mod legacy_events;
+pub mod legacy_use;
 pub mod locks;
 pub mod quality;
 pub mod queue;

@@ -18,6 +18,7 @@ use tokio::time::MissedTickBehavior;
 use super::{
     deliver::deliver,
     inbox::{Inbound, Inbox, QueuedEvent},
+    legacy_use,
     quality::Quality,
     respond::Responder,
     rooms,
@@ -52,6 +53,8 @@ pub(super) struct Worker<A: Adapter> {
     transport: &'static str,
     /// The error code of the event being handled, once it has been refused.
     refused: Option<&'static str>,
+    /// Set by the connection's first legacy event (`LEGACY_EVENTS=warn` reports that one).
+    used_legacy: bool,
 }
 
 pub async fn run<A: Adapter>(
@@ -67,7 +70,8 @@ pub async fn run<A: Adapter>(
     pings.tick().await; // the first tick is immediate; the first ping goes one interval after connecting
     let socket_id = socket.id.to_string();
     let quality = Quality::new(now_ms());
-    let mut worker = Worker { socket, io, socket_id, app, seat: None, quality, transport, refused: None };
+    let mut worker =
+        Worker { socket, io, socket_id, app, seat: None, quality, transport, refused: None, used_legacy: false };
     loop {
         tokio::select! {
             biased;
@@ -107,6 +111,10 @@ impl<A: Adapter> Worker<A> {
         let limits = self.app.limits;
         if let Some(request) = legacy::parse(event, &data, limits) {
             let responder = Responder::legacy(event, &data);
+            let first_use = !std::mem::replace(&mut self.used_legacy, true);
+            if let Err(err) = legacy_use::check(self.app.config.legacy_events, event, first_use, &self.socket_id) {
+                return self.refuse(responder, &err);
+            }
             return match request {
                 Ok(request) => self.handle_legacy(request, responder).await,
                 Err(err) => self.refuse(responder, &err),
