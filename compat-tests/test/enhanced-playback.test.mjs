@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServer } from "../lib/setup.mjs";
-import { mark, sleep, expectNo } from "../lib/client.mjs";
+import { mark, sleep, expectNo, waitFor } from "../lib/client.mjs";
 import { ackOk, ackError, expectFlows, enhancedBand, received, currentState } from "../lib/enhanced.mjs";
 import { assertSessionState, assertNear } from "../lib/shapes.mjs";
 
@@ -25,8 +25,9 @@ test("metronome:start: ack {ok: true}; the room gets metronome:start {sessionId,
     assert.equal(ev.tempo, 120);
     assert.equal(ev.timeSignature, "4/4");
     assert.equal(ev.positionMs, 0);
-    // START_LEAD_MS defaults to 0: the first beat is now.
-    assert.ok(ev.startTime >= t0 - 5 && ev.startTime <= Date.now() + 5, `startTime ${ev.startTime} vs [${t0}, now]`);
+    // START_LEAD_MS defaults to 250: the first beat is a quarter of a second ahead, so every
+    // client hears of the start before it.
+    assert.ok(ev.startTime >= t0 + 245 && ev.startTime <= Date.now() + 255, `startTime ${ev.startTime} vs t0 ${t0} + 250`);
   }
   const st = await currentState(b.followers[0], b.sessionId);
   assert.equal(st.isPlaying, true);
@@ -51,7 +52,8 @@ test("metronome:start with tempo and timeSignature overrides; they stick in the 
 test("metronome:stop: the room gets metronome:stop {sessionId, stopTime, positionMs} exactly once; the position is kept; streams stop", async () => {
   const b = await enhancedBand(server.url, 2);
   await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId });
-  await sleep(400);
+  const { startTime } = await waitFor(b.followers[0], "metronome:start");
+  await sleep(startTime + 400 - Date.now());
   mark(...b.members);
   const t0 = Date.now();
   assert.deepEqual(await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId }), { ok: true });

@@ -310,8 +310,11 @@ test("streams: each instance streams to its own sockets at the configured rates,
     assert.ok(win.length >= 18 && win.length <= 22, `${win.length} scroll_tick in 2 s (10/s) on ${l === m.l1 ? "L1@B" : "L2@A"}`);
     const stamps = ticks.map((d) => d.serverTimestamp);
     assert.equal(new Set(stamps).size, stamps.length, "no scroll_tick twice");
+    // The start is scheduled START_LEAD_MS ahead: play says where the song is at its serverTimestamp,
+    // the start, and the position holds until then.
+    assert.equal(play.serverTimestamp, st.startTime, "play is stamped with the scheduled start");
     for (const d of ticks) {
-      const off = d.positionMs - play.position - (d.serverTimestamp - play.serverTimestamp);
+      const off = d.positionMs - play.position - Math.max(0, d.serverTimestamp - play.serverTimestamp);
       assert.ok(Math.abs(off) <= 15, `scroll_tick ${d.positionMs} at ${d.serverTimestamp} is ${off} ms off the timeline`);
     }
   }

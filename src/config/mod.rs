@@ -13,6 +13,8 @@ pub use rate_limits::{Budget, RateLimitSettings};
 
 /// Default interval of the legacy `scroll_tick` stream, in ms (`LEGACY_TICK_MS`).
 pub const DEFAULT_LEGACY_TICK_MS: u64 = 100;
+/// Default lead of an enhanced start, in ms (`START_LEAD_MS`).
+pub const DEFAULT_START_LEAD_MS: u64 = 250;
 /// Default interval of the enhanced `position:sync` stream, in ms (`SYNC_RATE_MS`): 80 Hz.
 pub const DEFAULT_SYNC_RATE_MS: f64 = 12.5;
 
@@ -77,9 +79,11 @@ pub struct Config {
     #[arg(long, env = "SYNC_RATE_MS", value_name = "SYNC_RATE_MS", default_value_t = DEFAULT_SYNC_RATE_MS, value_parser = parse_sync_rate)]
     pub sync_rate_ms: f64,
 
-    /// How far ahead of now a start schedules the first beat, so every device can begin on it.
+    /// How far ahead of now an enhanced start schedules the first beat, so every device hears of
+    /// the start before it and begins on it. 250 ms covers mobile one-way delays (BENCHMARKS.md,
+    /// "Scheduled starts"); a legacy `play` always starts at once.
     #[arg(long, env = "START_LEAD_MS", value_name = "START_LEAD_MS",
-          default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=10_000))]
+          default_value_t = DEFAULT_START_LEAD_MS, value_parser = clap::value_parser!(u64).range(0..=10_000))]
     pub start_lead_ms: u64,
 
     /// A member whose reported position is further than this from the timeline gets `position:correction`.
@@ -335,6 +339,7 @@ mod tests {
         assert_eq!(config.legacy_tick_ms, 100);
         assert_eq!(config.leader_policy, LeaderPolicy::Open);
         assert_eq!(config.resume_grace_ms, 15_000);
+        assert_eq!(config.start_lead_ms, 250);
         assert_eq!((config.rate_limits.tempo_per_sec, config.rate_limits.tempo_burst), (20, 60));
         assert_eq!((config.rate_limits.joins_per_sec, config.rate_limits.joins_burst), (2, 10));
     }

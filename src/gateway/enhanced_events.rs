@@ -40,6 +40,15 @@ impl<A: Adapter> Worker<A> {
                 Err(err) => self.refuse(responder, &err),
             },
             Request::Session { session_id, action } => {
+                // An enhanced start is scheduled START_LEAD_MS ahead, so every client hears of it
+                // before its first beat. A legacy `play` starts now: legacy clients take the
+                // position they are sent as the position at once.
+                let action = match action {
+                    Action::Start { tempo, time_signature, .. } => {
+                        Action::Start { tempo, time_signature, lead_ms: self.app.config.start_lead_ms as i64 }
+                    }
+                    other => other,
+                };
                 self.execute(&session_id, action, responder, |_, _| Value::Null).await;
             }
             Request::ClockSync { t0 } => {

@@ -240,13 +240,11 @@ impl<A: Adapter> Worker<A> {
         }
     }
 
-    /// Fills in what this instance decides rather than the client: the start lead and drift threshold.
+    /// Fills in what this instance decides rather than the client: the drift threshold. (The
+    /// start lead is the enhanced start's alone: see `handle_enhanced`.)
     fn with_instance_settings(&self, action: Action) -> Action {
         let config = &self.app.config;
         match action {
-            Action::Start { tempo, time_signature, .. } => {
-                Action::Start { tempo, time_signature, lead_ms: config.start_lead_ms as i64 }
-            }
             Action::PositionReport { position, client_time, .. } => {
                 Action::PositionReport { position, client_time, threshold_ms: config.drift_threshold_ms as f64 }
             }

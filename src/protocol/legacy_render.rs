@@ -94,10 +94,15 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
                 out.push(Emission::new(to(requester), "leader_request_denied", data));
             }
         }
-        Outcome::Started { position, tempo, .. } => room(
+        // `position` is the song position at `serverTimestamp`: the moment playback starts, which
+        // an enhanced start in a mixed session schedules ahead (a legacy `play` starts now).
+        Outcome::Started { position, tempo, start_time } => room(
             out,
             "play",
-            json!({ "sessionId": id, "tempoBpm": tempo, "position": payload::whole_ms(*position), "serverTimestamp": now }),
+            json!({
+                "sessionId": id, "tempoBpm": tempo, "position": payload::whole_ms(*position),
+                "serverTimestamp": start_time,
+            }),
         ),
         Outcome::Paused { position } => room(
             out,
