@@ -49,7 +49,8 @@ pub async fn sweep_idle_sessions<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>
             if matches!(app.store.get(id).await, Ok(None)) {
                 app.ticker.forget(id);
                 let room = rooms::session(id, Vocabulary::Enhanced);
-                io.to(room).emit("session:destroy", &json!({ "sessionId": id })).await.ok();
+                let Some(namespace) = rooms::namespace(&io) else { return };
+                namespace.to(room).emit("session:destroy", &json!({ "sessionId": id })).await.ok();
             }
         }
     }
@@ -61,8 +62,8 @@ pub async fn metrics_feed<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
     loop {
         interval.tick().await;
         // Each instance feeds its own subscribers.
-        let subscribers = io.local().to(rooms::METRICS).sockets();
-        if subscribers.is_empty() {
+        let Some(namespace) = rooms::namespace(&io) else { return };
+        if namespace.clone().local().to(rooms::METRICS).sockets().is_empty() {
             continue;
         }
         let (connected, _, _) = app.connections.read();
@@ -73,7 +74,7 @@ pub async fn metrics_feed<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
             "connectedClients": connected,
             "lastMetricsUpdate": now_ms(),
         });
-        io.local().to(rooms::METRICS).emit("metrics:update", &update).await.ok();
+        namespace.local().to(rooms::METRICS).emit("metrics:update", &update).await.ok();
     }
 }
 

@@ -3,6 +3,8 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, spawnServer, httpGet } from "../lib/server.mjs";
 import { connect, closeAll, sid, sleep, waitFor, waitForEntry, expectError, join, events } from "../lib/client.mjs";
+import { pollHttp } from "../lib/cluster.mjs";
+import { startProxy } from "../lib/proxy.mjs";
 
 const started = [];
 async function start(env) {
@@ -33,6 +35,27 @@ test("SIGTERM: connected clients are disconnected and the process exits 0 within
   await waitForEntry(poll, "$disconnect", undefined, 3000);
   assert.equal(ws.connected, false);
   assert.equal(poll.connected, false);
+});
+
+test("SIGTERM while seats are held for dropped connections: the held seats end, nothing panics, exit 0 within 5 s", async () => {
+  const server = await start();
+  const s = sid("held");
+  const proxies = [];
+  for (let i = 0; i < 6; i++) {
+    const proxy = await startProxy(server.port);
+    proxies.push(proxy);
+    const client = await connect(proxy.url);
+    await join(client, s);
+    if (i === 0) client.emit("play", { sessionId: s });
+  }
+  // Every connection drops: their seats are held (RESUME_GRACE_MS, 15 s by default).
+  for (const proxy of proxies) await proxy.close();
+  await pollHttp(`${server.url}/api/sessions/${s}`, (r) => r.body?.members?.every((m) => m.reconnecting));
+  const t0 = Date.now();
+  const code = await Promise.race([server.stop(), sleep(5000).then(() => "timeout")]);
+  assert.equal(code, 0, `exit code after SIGTERM; logs:\n${server.logs().slice(-2000)}`);
+  assert.ok(Date.now() - t0 < 5000);
+  assert.doesNotMatch(server.logs(), /panicked/);
 });
 
 test("SIGTERM with no clients exits 0 promptly", async () => {

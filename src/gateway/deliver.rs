@@ -19,7 +19,9 @@ pub async fn deliver<A: Adapter>(
     emissions: &[Emission],
     local_only: bool,
 ) {
-    let to = |room: String| if local_only { io.local().to(room) } else { io.to(room) };
+    // A held seat can end while the server shuts down: its leave is stored, and told no one.
+    let Some(namespace) = rooms::namespace(io) else { return };
+    let to = |room: String| if local_only { namespace.clone().local().to(room) } else { namespace.clone().to(room) };
     for emission in emissions {
         let Emission { target, event, data } = emission;
         telemetry::event_emitted(event);
@@ -33,7 +35,7 @@ pub async fn deliver<A: Adapter>(
                 match to(room.clone()).emit(*event, data).await {
                     Err(err) if !local_only => {
                         tracing::debug!(event, %err, "room broadcast not shared with other instances; delivering locally");
-                        io.local().to(room).emit(*event, data).await.map_err(|e| e.to_string())
+                        namespace.clone().local().to(room).emit(*event, data).await.map_err(|e| e.to_string())
                     }
                     other => other.map_err(|e| e.to_string()),
                 }

@@ -45,7 +45,8 @@ pub async fn evict<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &st
 /// (each socket's worker does, in turn with its own events).
 pub fn check_seats<A: Adapter>(io: &SocketIo<A>, session_id: &str) {
     let rooms = [Vocabulary::Legacy, Vocabulary::Enhanced].map(|vocabulary| rooms::session(session_id, vocabulary));
-    for socket in io.local().within(rooms).sockets() {
+    let Some(namespace) = rooms::namespace(io) else { return };
+    for socket in namespace.local().within(rooms).sockets() {
         if let Some(inbox) = socket.extensions.get::<Inbox<A>>() {
             inbox.queue.push_notice(Inbound::CheckSeat(session_id.into()));
         }

@@ -332,7 +332,8 @@ impl<A: Adapter> Worker<A> {
     fn seat_taken_back(&self, previous: &str) {
         tracing::info!(socket = %self.socket_id, previous, "seat taken back");
         self.app.graces.taken_back(previous);
-        let old = self.io.to(rooms::socket(previous));
+        let Some(namespace) = rooms::namespace(&self.io) else { return };
+        let old = namespace.to(rooms::socket(previous));
         tokio::spawn(async move {
             if let Err(err) = old.disconnect().await {
                 tracing::debug!(%err, "closing the seat's old connection");
