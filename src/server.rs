@@ -30,6 +30,8 @@ use crate::{
 
 /// Packets a socket may have waiting to be written. Bursts (a join's snapshot and stats, then a
 /// tick) must fit, and a slow client must not cost its heartbeat; socketioxide's default is 128.
+/// Streams share the queue (`sync::ticker`): 1024 is about 13 s of an 80 Hz stream, so a client
+/// whose network stalls for less than that loses nothing, and past it only that client does.
 const SOCKET_BUFFER_PACKETS: usize = 1024;
 
 /// Each websocket's read buffer, allocated for as long as it is open. Client messages are a few

@@ -170,7 +170,8 @@ test("two browser pages: one leads at 120 BPM, the other follows on the same bea
   await lead.waitForFunction(() => window.bandsync.isPlaying, null, { timeout: 5000 });
   assert.equal(await follow.textContent("#play-state"), "playing");
 
-  // The follower's position advances with the clock.
+  // The follower's position advances with the clock, from the first beat (START_LEAD_MS ahead).
+  await follow.waitForFunction(() => window.bandsync.positionMs() > 0, null, { timeout: 5000 });
   const p1 = (await state(follow)).positionMs;
   await sleep(600);
   const p2 = (await state(follow)).positionMs;

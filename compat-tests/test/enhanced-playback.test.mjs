@@ -3,7 +3,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { useServer } from "../lib/setup.mjs";
-import { mark, sleep, expectNo, waitFor } from "../lib/client.mjs";
+import { connect, events, join, mark, sleep, expectNo, waitFor } from "../lib/client.mjs";
 import { ackOk, ackError, expectFlows, enhancedBand, received, currentState } from "../lib/enhanced.mjs";
 import { assertSessionState, assertNear } from "../lib/shapes.mjs";
 
@@ -79,6 +79,58 @@ test("metronome:stop: the room gets metronome:stop {sessionId, stopTime, positio
   const again = only(await expectFlows(each(b, ["metronome:start"])), b.leader, "metronome:start");
   assert.ok(Math.abs(again.positionMs - pos) <= 1, `restart positionMs ${again.positionMs} vs ${pos}`);
   await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId });
+});
+
+test("order: no stream packet computed before a stop, seek or tempo change arrives after it (40 quick changes while playing, mixed session)", async () => {
+  const b = await enhancedBand(server.url, 2);
+  const legacy = await connect(server.url);
+  await join(legacy, b.sessionId);
+  const follower = b.followers[0];
+  await ackOk(b.leader, "metronome:start", { sessionId: b.sessionId, tempo: 120 });
+  await waitFor(follower, "position:sync", undefined, 2000);
+  mark(follower, legacy);
+  // Each change lands while ticks for the same session are on their way to the same sockets.
+  for (let i = 0; i < 40; i++) {
+    const change =
+      i % 4 === 0
+        ? ["metronome:stop", {}]
+        : i % 4 === 1
+          ? ["metronome:start", {}]
+          : i % 4 === 2
+            ? ["position:seek", { positionMs: 1000 * i }]
+            : ["tempo:change", { newTempo: 100 + i }];
+    await ackOk(b.leader, change[0], { sessionId: b.sessionId, ...change[1] });
+    await sleep(7);
+  }
+  await ackOk(b.leader, "metronome:stop", { sessionId: b.sessionId });
+  await sleep(300);
+  // The enhanced follower: after a stop, nothing of the stream until the next start; after a seek
+  // or a tempo change, no packet stamped before it.
+  let playing = true;
+  let notBefore = 0;
+  for (const { event, data } of events(follower)) {
+    if (event === "metronome:stop") [playing, notBefore] = [false, data.stopTime];
+    else if (event === "metronome:start") playing = true;
+    else if (event === "position:seek") notBefore = data.serverTime;
+    else if (event === "tempo:change") notBefore = data.effectiveTimestamp;
+    else if (event === "position:sync" || event === "metronome:beat") {
+      assert.ok(playing, `${event} ${JSON.stringify(data)} after metronome:stop`);
+      const at = data.serverTime ?? data.beatTime;
+      if (event === "position:sync") assert.ok(at >= notBefore, `position:sync stamped ${at}, before the change at ${notBefore}`);
+    }
+  }
+  // The legacy member: no scroll_tick after a pause until the next play, none stamped before a seek.
+  playing = true;
+  notBefore = 0;
+  for (const { event, data } of events(legacy)) {
+    if (event === "pause") [playing, notBefore] = [false, data.serverTimestamp];
+    else if (event === "play") playing = true;
+    else if (event === "seek") notBefore = data.serverTimestamp;
+    else if (event === "scroll_tick") {
+      assert.ok(playing, `scroll_tick ${JSON.stringify(data)} after pause`);
+      assert.ok(data.serverTimestamp >= notBefore, `scroll_tick stamped ${data.serverTimestamp}, before the change at ${notBefore}`);
+    }
+  }
 });
 
 test("metronome:stop {reset: true}: positionMs 0, once", async () => {

@@ -1,11 +1,20 @@
 //! The sync engine: one scheduler per instance streams every playing session's positions and beats.
 //!
 //! Every `SYNC_RATE_MS` (80 Hz by default) it sends each playing session's enhanced members a
-//! volatile `position:sync` (a slow client gets the newest, never a queue of stale ones) and, when
-//! a beat has come, a (reliable) `metronome:beat`; every `LEGACY_TICK_MS`
-//! its legacy members get a `scroll_tick`. Everything is computed from the session timeline at
-//! send time, never accumulated. Sessions register here only while they play, so a stopped session
-//! costs nothing, and one loop serves them all instead of a timer task per session.
+//! `position:sync` and, when a beat has come, a `metronome:beat`; every `LEGACY_TICK_MS` its
+//! legacy members get a `scroll_tick`. Everything is computed from the session timeline at send
+//! time, never accumulated, and each packet carries the server time its position is for, so a
+//! client that receives it late still places it exactly. Sessions register here only while they
+//! play, so a stopped session costs nothing, and one loop serves them all instead of a timer task
+//! per session.
+//!
+//! Stream packets go through each socket's one ordered queue, like every other event: a change
+//! (a stop, a seek, a tempo change) is never overtaken by a tick computed before it. socketioxide's
+//! volatile packets travel apart from that queue, so a tick still waiting there was written after
+//! a `metronome:stop` sent just after it; and the queue costs less per packet than the volatile
+//! slot (BENCHMARKS.md, "Streams in the ordered queue"). A client too slow to read its stream
+//! stalls its own queue only: `SOCKET_BUFFER_PACKETS` (13 s of stream) must fill before anything
+//! is dropped for it.
 //!
 //! Sessions are spread over [`SLOTS_PER_PERIOD`] slots of each period, each session always in the
 //! same one: every member still gets its update once a period, but the writes of one moment are
@@ -137,11 +146,16 @@ impl Ticker {
             for session_id in &session_ids {
                 // A change in progress holds the lock: its session comes last, once the change
                 // has been announced, so the update cannot overtake a `pause` or `stop`.
-                let Ok(_guard) = app.locks.try_lock(session_id) else {
+                let Ok(guard) = app.locks.try_lock(session_id) else {
                     busy.push(session_id.clone());
                     continue;
                 };
                 send_streams(&app, &io, &counters, session_id).await;
+                drop(guard);
+                // Let the sockets just handed this session's packets write them before the next
+                // session's are stamped: a packet then waits for its own session's writes, not
+                // for the whole slot's.
+                tokio::task::yield_now().await;
             }
             for session_id in &busy {
                 // A change that takes longer than a slot (a slow store) costs its session this
@@ -224,27 +238,22 @@ async fn send_streams<A: Adapter>(app: &AppState, io: &SocketIo<A>, counters: &S
         (entry.clone(), beat_due, scroll_due)
     };
     let timeline = &playing.timeline;
+    let Some(namespace) = rooms::namespace(io) else { return };
     if playing.has_enhanced {
         let room = rooms::session(session_id, Vocabulary::Enhanced);
         let sync = enhanced_render::position_sync(session_id, timeline, playing.beats_per_bar, now);
-        io.local().to(room.clone()).volatile().emit("position:sync", &sync).await.ok();
+        namespace.clone().local().to(room.clone()).emit("position:sync", &sync).await.ok();
         counters.position_sync.increment(1);
         if let Some(beat) = beat_due {
             let data = enhanced_render::metronome_beat(session_id, timeline, playing.beats_per_bar, beat);
-            // Not volatile: socketioxide keeps only the latest volatile packet per socket, so a
-            // volatile beat would replace the position sync just sent. A beat is rare and each one
-            // counts, so it goes through the reliable queue.
-            io.local().to(room).emit("metronome:beat", &data).await.ok();
+            namespace.clone().local().to(room).emit("metronome:beat", &data).await.ok();
             counters.metronome_beat.increment(1);
         }
     }
     if playing.has_legacy && scroll_due {
         let room = rooms::session(session_id, Vocabulary::Legacy);
         let tick = legacy_render::scroll_tick(session_id, timeline.position_at(now), timeline.tempo_at(now), now);
-        // Reliable, like the Node server's: socketioxide sends volatile packets apart from the
-        // reliable queue, so a volatile tick could land after the `pause` that ended playback and
-        // move a legacy client's position back. Ten a second costs little in the queue.
-        io.local().to(room).emit("scroll_tick", &tick).await.ok();
+        namespace.local().to(room).emit("scroll_tick", &tick).await.ok();
         counters.scroll_tick.increment(1);
     }
 }
