@@ -9,6 +9,11 @@
 #
 #   examples/compare.sh                          # 100 × 8, 15 s windows: about two minutes
 #   examples/compare.sh --sessions 10 --seconds 5
+#   examples/compare.sh --pin                    # each server on core 0, the generator on core 1
+#
+# With --pin (taskset, two cores or more) each server gets core 0 to itself and the generator (and
+# fanout_floor's reader) core 1: both servers get the same one core, and the figures are the
+# server's rather than its contention with the generator on the same cores.
 #
 # Needs the release binaries (cargo build --release --examples) and Node with npm; installs the
 # Node reference's packages (npm ci) when missing. The table goes to stdout, progress to stderr;
@@ -26,10 +31,11 @@ REFERENCE=$ROOT/examples/node-reference
 SESSIONS=100
 MEMBERS=8
 SECONDS_=15
+PIN=""
 
 usage() {
     sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
-    printf 'Options: --sessions N (default 100), --members N (default 8), --seconds N (default 15)\n'
+    printf 'Options: --sessions N (default 100), --members N (default 8), --seconds N (default 15), --pin\n'
 }
 
 while [ $# -gt 0 ]; do
@@ -43,6 +49,7 @@ while [ $# -gt 0 ]; do
             esac
             shift 2
             ;;
+        --pin) PIN=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -51,6 +58,16 @@ SOCKETS=$((SESSIONS * MEMBERS))
 
 fail() { echo "compare.sh: $*" >&2; exit 1; }
 step() { printf '==> %s\n' "$*" >&2; }
+
+# With --pin, what runs on the server's core and what on the generator's; without, nothing.
+SERVER_CORE=()
+GENERATOR_CORE=()
+if [ -n "$PIN" ]; then
+    command -v taskset >/dev/null || fail "--pin needs taskset (util-linux)"
+    [ "$(nproc)" -ge 2 ] || fail "--pin needs two cores"
+    SERVER_CORE=(taskset -c 0)
+    GENERATOR_CORE=(taskset -c 1)
+fi
 
 missing=()
 for bin in "$SERVER_BIN" "$LOADGEN" "$FLOOR"; do [ -x "$bin" ] || missing+=("${bin#"$ROOT"/}"); done
@@ -106,8 +123,8 @@ start_server() {
     local name=$1 port=$2 log=$LOGS/$1.server.log
     case $name in
         # From the logs directory, so that a developer's .env (REDIS_URL, …) is not picked up.
-        rust-*) (cd "$LOGS" && RUST_LOG=warn HOST=127.0.0.1 PORT=$port exec "$SERVER_BIN") >"$log" 2>&1 & ;;
-        node-*) PORT=$port node "$REFERENCE/server.mjs" >"$log" 2>&1 & ;;
+        rust-*) (cd "$LOGS" && RUST_LOG=warn HOST=127.0.0.1 PORT=$port exec "${SERVER_CORE[@]}" "$SERVER_BIN") >"$log" 2>&1 & ;;
+        node-*) PORT=$port "${SERVER_CORE[@]}" node "$REFERENCE/server.mjs" >"$log" 2>&1 & ;;
     esac
     SERVER_PID=$!
     for _ in $(seq 100); do
@@ -125,7 +142,7 @@ run_load() {
     port=$(free_port)
     step "$name: ${SESSIONS} × ${MEMBERS} for ${SECONDS_} s"
     start_server "$name" "$port"
-    if ! "$LOADGEN" --url "http://127.0.0.1:$port" --sessions "$SESSIONS" --members "$MEMBERS" \
+    if ! "${GENERATOR_CORE[@]}" "$LOADGEN" --url "http://127.0.0.1:$port" --sessions "$SESSIONS" --members "$MEMBERS" \
         --seconds "$SECONDS_" --vocabulary "$2" --server-pid "$SERVER_PID" >"$LOGS/$name.txt" 2>&1; then
         tail -n 20 "$LOGS/$name.txt" >&2
         fail "loadgen against $name failed (full output: $LOGS/$name.txt)"
@@ -179,8 +196,18 @@ ratio() {
 }
 
 step "fanout_floor: $SOCKETS connections × 80 Hz for ${SECONDS_} s"
-"$FLOOR" --sockets "$SOCKETS" --rate 80 --seconds "$SECONDS_" >"$LOGS/fanout_floor.txt" 2>&1 ||
-    { tail -n 20 "$LOGS/fanout_floor.txt" >&2; fail "fanout_floor failed"; }
+"${SERVER_CORE[@]}" "$FLOOR" --sockets "$SOCKETS" --rate 80 --seconds "$SECONDS_" >"$LOGS/fanout_floor.txt" 2>&1 &
+FLOOR_PID=$!
+if [ -n "$PIN" ]; then
+    # Its reader is a child process, started at once: it goes to the generator's core.
+    for _ in $(seq 50); do
+        reader=$(pgrep -P "$FLOOR_PID" || true)
+        [ -n "$reader" ] && break
+        sleep 0.1
+    done
+    [ -n "$reader" ] && taskset -p -c 1 "$reader" >/dev/null
+fi
+wait "$FLOOR_PID" || { tail -n 20 "$LOGS/fanout_floor.txt" >&2; fail "fanout_floor failed"; }
 # "per million   user 0.08 s + system 4.94 s = 5.02 s of CPU per million deliveries": seconds per
 # million deliveries are microseconds per delivery.
 FLOOR_US=$(sed -n 's/^per million.*= \([0-9.]*\) s of CPU per million deliveries.*/\1/p' "$LOGS/fanout_floor.txt")
@@ -215,7 +242,7 @@ ROWS=(
 
 echo
 echo "$SESSIONS sessions × $MEMBERS, every leader changing the tempo once a second, ${SECONDS_} s windows;" \
-    "$(nproc) cores, $(date -u '+%Y-%m-%d %H:%M UTC')."
+    "$(nproc) cores$([ -n "$PIN" ] && echo ", each server on core 0 and the generator on core 1"), $(date -u '+%Y-%m-%d %H:%M UTC')."
 echo
 echo "| | bandsync-server | Node socket.io 4.8.1 |"
 echo "|---|---|---|"
