@@ -1,8 +1,11 @@
 //! The Socket.IO side: connection set-up, the per-socket queue and worker, delivery of events.
 //!
-//! Every socket gets a bounded queue ([`inbox`]) and one worker task ([`worker`]) that handles
-//! its events strictly in arrival order. Set-up happens in a connect middleware, which runs
-//! before the client is told it is connected, so no early event can slip past the queue.
+//! Every socket gets a bounded queue ([`inbox`], [`queue`]) and one worker task ([`worker`]) that
+//! handles its events strictly in arrival order; state-setting events past their budget
+//! ([`throttle`]) wait in the queue, coalesced, instead of being refused. Set-up happens in a
+//! connect middleware, which runs before the client is told it is connected, so no early event
+//! can slip past the queue. When a connection drops, its worker holds the seat for the
+//! reconnection grace ([`grace`]).
 
 pub mod admission;
 pub mod deliver;
