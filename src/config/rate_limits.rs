@@ -98,36 +98,3 @@ pub struct RateLimitSettings {
 fn burst() -> clap::builder::RangedI64ValueParser<u32> {
     clap::value_parser!(u32).range(1..=1_000_000)
 }
-
-impl RateLimitSettings {
-    pub fn joins(&self) -> Budget {
-        Budget { per_sec: self.joins_per_sec, burst: self.joins_burst }
-    }
-    pub fn tempo(&self) -> Budget {
-        Budget { per_sec: self.tempo_per_sec, burst: self.tempo_burst }
-    }
-    pub fn seeks(&self) -> Budget {
-        Budget { per_sec: self.seeks_per_sec, burst: self.seeks_burst }
-    }
-    pub fn messages(&self) -> Budget {
-        Budget { per_sec: self.messages_per_sec, burst: self.messages_burst }
-    }
-    pub fn beats(&self) -> Budget {
-        Budget { per_sec: self.beats_per_sec, burst: self.beats_burst }
-    }
-    pub fn positions(&self) -> Budget {
-        Budget { per_sec: self.positions_per_sec, burst: self.positions_burst }
-    }
-    pub fn chat(&self) -> Budget {
-        Budget { per_sec: self.chat_per_sec, burst: self.chat_burst }
-    }
-    pub fn clock_sync(&self) -> Budget {
-        Budget { per_sec: self.clock_sync_per_sec, burst: self.clock_sync_burst }
-    }
-    pub fn control(&self) -> Budget {
-        Budget { per_sec: self.control_per_sec, burst: self.control_burst }
-    }
-    pub fn other(&self) -> Budget {
-        Budget { per_sec: self.other_per_sec, burst: self.other_burst }
-    }
-}

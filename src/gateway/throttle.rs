@@ -112,19 +112,20 @@ impl EventClass {
         self as usize
     }
 
-    fn budget(self, settings: &RateLimitSettings) -> Budget {
-        match self {
-            EventClass::Join => settings.joins(),
-            EventClass::Tempo => settings.tempo(),
-            EventClass::Seek => settings.seeks(),
-            EventClass::Message => settings.messages(),
-            EventClass::Beat => settings.beats(),
-            EventClass::Position => settings.positions(),
-            EventClass::Chat => settings.chat(),
-            EventClass::Clock => settings.clock_sync(),
-            EventClass::Control => settings.control(),
-            EventClass::Other => settings.other(),
-        }
+    fn budget(self, s: &RateLimitSettings) -> Budget {
+        let (per_sec, burst) = match self {
+            EventClass::Join => (s.joins_per_sec, s.joins_burst),
+            EventClass::Tempo => (s.tempo_per_sec, s.tempo_burst),
+            EventClass::Seek => (s.seeks_per_sec, s.seeks_burst),
+            EventClass::Message => (s.messages_per_sec, s.messages_burst),
+            EventClass::Beat => (s.beats_per_sec, s.beats_burst),
+            EventClass::Position => (s.positions_per_sec, s.positions_burst),
+            EventClass::Chat => (s.chat_per_sec, s.chat_burst),
+            EventClass::Clock => (s.clock_sync_per_sec, s.clock_sync_burst),
+            EventClass::Control => (s.control_per_sec, s.control_burst),
+            EventClass::Other => (s.other_per_sec, s.other_burst),
+        };
+        Budget { per_sec, burst }
     }
 }
 
