@@ -28,11 +28,22 @@ use crate::{
     tasks, telemetry,
 };
 
-/// Packets a socket may have waiting to be written. Bursts (a join's snapshot and stats, then a
-/// tick) must fit, and a slow client must not cost its heartbeat; socketioxide's default is 128.
-/// Streams share the queue (`sync::ticker`): 1024 is about 13 s of an 80 Hz stream, so a client
-/// whose network stalls for less than that loses nothing, and past it only that client does.
-const SOCKET_BUFFER_PACKETS: usize = 1024;
+/// Packets a socket may have waiting to be written, at the least. Bursts (a join's snapshot and
+/// stats, then a tick) must fit, and a slow client must not cost its heartbeat; socketioxide's
+/// default is 128. See [`socket_buffer_packets`].
+const MIN_SOCKET_BUFFER_PACKETS: usize = 1024;
+
+/// Streams share each socket's queue with everything else (`sync::ticker`), so the queue must hold
+/// all that a client can fall behind by before the Engine.IO heartbeat gives up on it: a ping
+/// interval and a ping timeout of stream (80 Hz, with beats and changes: a quarter more). A client
+/// whose network stalls is then cut by the heartbeat (its seat held for the reconnection grace, and
+/// its reconnection brings the session as it is) before anything is dropped from its queue, a
+/// change included. The queue grows only as it fills.
+fn socket_buffer_packets(config: &Config) -> usize {
+    let silent_ms = (config.socket_ping_interval_ms + config.socket_ping_timeout_ms) as f64;
+    let packets = silent_ms / config.sync_rate_ms * 1.25;
+    (packets.ceil() as usize).max(MIN_SOCKET_BUFFER_PACKETS)
+}
 
 /// Each websocket's read buffer, allocated for as long as it is open. Client messages are a few
 /// hundred bytes; a rare large one is read in several steps.
@@ -80,7 +91,7 @@ impl Server {
             .max_payload(config.socket_max_payload_bytes)
             .ws_max_message_size(config.socket_max_payload_bytes as usize)
             .ws_max_frame_size(config.socket_max_payload_bytes as usize)
-            .max_buffer_size(SOCKET_BUFFER_PACKETS)
+            .max_buffer_size(socket_buffer_packets(&config))
             .ws_read_buffer_size(WS_READ_BUFFER_BYTES);
 
         if !config.redis_enabled() {
@@ -149,8 +160,14 @@ impl Server {
         let serving = tokio::spawn(http::listener::serve(listener, router, read_timeout, drain));
         // Long-polling requests and upgraded websockets may outlive the close; give them a bounded grace.
         closed_rx.await.ok();
+        let waited = tokio::time::Instant::now();
         if tokio::time::timeout(SHUTDOWN_GRACE, serving).await.is_err() {
             tracing::warn!("connections still open after the grace period; closing anyway");
+        }
+        // Seats held for dropped connections end when draining begins; their leaves are stored
+        // (with Redis, for the other instances) before the process goes.
+        while app.graces.count() > 0 && waited.elapsed() < SHUTDOWN_GRACE {
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for task in background {
             task.abort();
@@ -230,4 +247,19 @@ fn default_server_id(port: u16) -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "bandsync".into());
     format!("{host}:{port}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_queue_outlasts_the_heartbeat() {
+        let mut config = Config::for_tests();
+        // 25 s + 20 s of 80 Hz stream, and a quarter more.
+        assert_eq!(socket_buffer_packets(&config), 4_500);
+        config.socket_ping_interval_ms = 5_000;
+        config.socket_ping_timeout_ms = 5_000;
+        assert_eq!(socket_buffer_packets(&config), MIN_SOCKET_BUFFER_PACKETS);
+    }
 }

@@ -663,6 +663,34 @@ test("20 000 set_tempo in a burst: coalesced, not refused; the band hears fewer 
   );
 });
 
+test("20 000 set_tempo naming 20 000 different sessions: one waiting value, not 20 000; the server's memory stays flat and the socket is still answered", async (ctx) => {
+  await underAttack(
+    main,
+    "20 000 sessions named",
+    async () => {
+      const b = await band(main.url, 2, sid("hostile-names"));
+      attackClients.push(...b.members);
+      const [leader] = b.members;
+      const rssBefore = procStatusKb(main.server.proc.pid);
+      const start = Date.now();
+      for (let i = 0; i < 20_000; i++) leader.emit("set_tempo", { sessionId: `nowhere-${i}-${"x".repeat(40)}`, tempo: 100 });
+      // Handled in order: a query sent after them is answered once the queue has come to it.
+      const st = await syncState(leader, b.sessionId);
+      const answeredIn = Date.now() - start;
+      const rssAfter = procStatusKb(main.server.proc.pid);
+      ctx.diagnostic(`answered after ${answeredIn} ms; VmRSS ${rssBefore} → ${rssAfter} kB`);
+      assert.equal(st.tempoBpm, 120, "the band's own tempo is untouched");
+      assert.ok(answeredIn < 5000, `the socket's next event waited ${answeredIn} ms behind its flood`);
+      assert.ok(rssAfter - rssBefore < 20_000, `VmRSS grew by ${rssAfter - rssBefore} kB`);
+      const refused = events(leader).filter((e) => e.event === "error").map((e) => e.data.code);
+      assert.ok(refused.length < 200, `${refused.length} errors: the named sessions were not coalesced`);
+      assert.ok(refused.every((c) => c === "NOT_A_MEMBER" || c === "SESSION_NOT_FOUND" || c === "RATE_LIMITED"), refused.join(","));
+      leader.close();
+    },
+    ctx,
+  );
+});
+
 test("RATE_LIMIT_DISCONNECT_AFTER_MS=2000: a socket flooding for over 2 s is disconnected, one at a normal rate is not", async (ctx) => {
   const t = await startTarget({ RATE_LIMIT_DISCONNECT_AFTER_MS: "2000" });
   try {

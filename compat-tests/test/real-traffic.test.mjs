@@ -164,6 +164,22 @@ test("an enhanced burst of 60 tempo:change: each acknowledged ok and announced, 
   );
 });
 
+test("acknowledgements of coalesced requests carry the answer of the request that replaced them: a follower's 90 tempo:change are all NOT_LEADER", async () => {
+  const [leader, follower] = await connectMany(server.url, 2);
+  const { sessionId } = await createSession(leader);
+  await enhancedJoin(follower, sessionId);
+  const answers = await Promise.all(
+    Array.from({ length: 90 }, (_, i) => ack(follower, "tempo:change", { sessionId, newTempo: 61 + i }, 10_000)),
+  );
+  const coalesced = answers.filter((a) => a.coalesced === true);
+  assert.ok(coalesced.length > 0, "90 at once, past the burst of 60: some were coalesced");
+  assert.deepEqual(
+    [...new Set(answers.map((a) => `${a.ok}:${a.error?.code}`))],
+    ["false:NOT_LEADER"],
+    JSON.stringify(answers.slice(-3)),
+  );
+});
+
 test("heartbeat_response and events a newer app adds are ignored for legacy sockets; an unknown enhanced event with an ack gets VALIDATION", async () => {
   const before = await scrape();
   const [seated, loose] = await connectMany(server.url, 2);

@@ -12,8 +12,9 @@
 //!   passcode).
 //!
 //! A legacy client has no identity to come back with. When a legacy join finds the session full
-//! and a legacy seat held, it ends that seat's grace (the usual leave) and sits in its place: the
-//! likeliest owner of that seat is the client joining.
+//! and a follower's legacy seat held, it ends that seat's grace (the usual leave) and sits in its
+//! place: the likeliest owner of that seat is the client joining. A held leader's seat is never
+//! ended so: anyone may join a legacy session by its name, and ending it would stop the band.
 
 use super::{
     CoreError, Joiner, LeaveCause, Millis, Outcome, Session, Vocabulary, membership,
@@ -53,7 +54,7 @@ pub(super) fn reclaimed_seat(session: &Session, joiner: &Joiner, now: Millis) ->
 }
 
 /// The held legacy seat a legacy joiner may take the place of in a full session: a follower's
-/// before the leader's (ending it changes nothing else), the longest held first.
+/// (ending it changes nothing else), the longest held first.
 pub(super) fn replaceable_seat(session: &Session, joiner: &Joiner) -> Option<usize> {
     if joiner.vocabulary != Vocabulary::Legacy {
         return None;
@@ -62,10 +63,10 @@ pub(super) fn replaceable_seat(session: &Session, joiner: &Joiner) -> Option<usi
         .members
         .iter()
         .enumerate()
-        .filter(|(_, m)| m.vocabulary == Vocabulary::Legacy)
-        .filter_map(|(i, m)| m.reconnecting_until.map(|until| (session.is_leader(&m.socket_id), until, i)))
+        .filter(|(_, m)| m.vocabulary == Vocabulary::Legacy && !session.is_leader(&m.socket_id))
+        .filter_map(|(i, m)| m.reconnecting_until.map(|until| (until, i)))
         .min()
-        .map(|(_, _, i)| i)
+        .map(|(_, i)| i)
 }
 
 /// Ends the held seat at `index` with the usual leave, to seat a returning legacy client.
@@ -236,10 +237,14 @@ mod tests {
         run(&mut slot, "f2", Action::Suspend { until: 8_000 }, 11).unwrap();
         let outcomes = join_at(&mut slot, "f2-again", "f2", false, 20).unwrap();
         let session = slot.as_ref().unwrap();
-        assert!(session.member("f2").is_none(), "the follower's held seat goes before the leader's");
+        assert!(session.member("f2").is_none(), "the follower's held seat is ended");
         assert!(session.is_leader("lead"));
         assert_eq!(session.members.len(), 3);
         assert!(matches!(&outcomes[..], [Outcome::Snapshot, Outcome::Left { .. }, ..]));
+        // The leader's held seat is never ended for a joiner: the session is full.
+        let err = join_at(&mut slot, "stranger", "X", false, 30).unwrap_err();
+        assert_eq!(err, CoreError::SessionFull { max: 3 });
+        assert!(slot.as_ref().unwrap().is_leader("lead"));
         // An enhanced joiner has an identity of its own to come back with: the session is full.
         let err = join_as(&mut slot, "e", enhanced(Some("u-e"), None, None), 30).unwrap_err();
         assert_eq!(err, CoreError::SessionFull { max: 3 });

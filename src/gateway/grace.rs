@@ -49,6 +49,11 @@ impl Graces {
         self.0.lock().expect("graces lock").remove(socket_id);
     }
 
+    /// Seats held now.
+    pub fn count(&self) -> usize {
+        self.0.lock().expect("graces lock").len()
+    }
+
     /// The seat held for `socket_id` was taken back: its wait is over.
     pub fn taken_back(&self, socket_id: &str) {
         if let Some(held) = self.0.lock().expect("graces lock").get(socket_id) {
@@ -93,9 +98,13 @@ impl<A: Adapter> Worker<A> {
     /// Suspends the seat, waits out the grace, then ends the seat unless it was taken back.
     /// False when the seat could not be suspended (the store no longer lists it).
     async fn hold_seat(&mut self, seat: &Seat, reason: &'static str, grace_ms: u64) -> bool {
+        // Registered before the seat is suspended: a new connection may take it back as soon as
+        // the suspension is stored, and must find this wait to wake.
+        let taken_back = self.app.graces.hold(&self.socket_id, &seat.session_id);
         let until = now_ms() + grace_ms as i64;
         let suspend = Command { by: self.socket_id.clone(), action: Action::Suspend { until } };
         if self.apply_and_announce(&seat.session_id, suspend, None, |_, _| Value::Null).await.is_err() {
+            self.app.graces.release(&self.socket_id);
             return false;
         }
         // The seat is no longer this connection's: the worker only keeps its place in line.
@@ -103,7 +112,6 @@ impl<A: Adapter> Worker<A> {
         telemetry::member_seated(seat.vocabulary, -1.0);
         telemetry::member_reconnecting(1.0);
         tracing::info!(socket = %self.socket_id, session = %seat.session_id, reason, grace_ms, "connection dropped; seat held");
-        let taken_back = self.app.graces.hold(&self.socket_id, &seat.session_id);
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(grace_ms)) => {}
             _ = taken_back.notified() => {}

@@ -8,7 +8,7 @@
 
 use std::{convert::Infallible, sync::Arc, time::Duration};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, TryData},
@@ -18,7 +18,7 @@ use socketioxide::{
 
 use super::{
     enhanced_events::answer_clock_sync,
-    queue::{Coalesced, EventQueue, Refused, StateKey},
+    queue::{Coalesced, EventQueue, Refused},
     respond::Responder,
     throttle::{EventClass, Refusal, Throttle},
 };
@@ -46,6 +46,15 @@ pub struct QueuedEvent<A: Adapter> {
     pub name: String,
     pub data: Value,
     pub ack: Option<AckSender<A>>,
+    /// Acknowledgements of older events of the same state this one took the place of: they get
+    /// this one's answer.
+    pub superseded: Vec<AckSender<A>>,
+}
+
+impl<A: Adapter> QueuedEvent<A> {
+    pub fn new(name: String, data: Value, ack: Option<AckSender<A>>) -> Self {
+        Self { name, data, ack, superseded: Vec::new() }
+    }
 }
 
 /// A socket's queue and its rate limits, kept in the socket's extensions.
@@ -104,9 +113,8 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
             return Ok(Queued);
         }
         if class.coalesces() {
-            if let Some(session_id) = protocol::session_set_by(&name, &data, inbox.limits) {
-                let key = StateKey { class, session_id: session_id.into() };
-                queue_state(socket, &inbox, QueuedEvent { name, data, ack }, key);
+            if protocol::session_set_by(&name, &data, inbox.limits).is_some() {
+                queue_state(socket, &inbox, QueuedEvent::new(name, data, ack), class);
                 return Ok(Queued);
             }
             // Invalid: the worker refuses it, within the budget of any other event.
@@ -115,7 +123,7 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
                 return Ok(Queued);
             }
         }
-        let event = Inbound::Event(Box::new(QueuedEvent { name, data, ack }));
+        let event = Inbound::Event(Box::new(QueuedEvent::new(name, data, ack)));
         if let Err(Refused::Full(Inbound::Event(event))) = inbox.queue.push(event) {
             tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&event.name), "event queue full; event dropped");
             telemetry::rate_limited("queue");
@@ -150,18 +158,26 @@ fn decode<A: Adapter>(
 
 /// Queues a valid state-setting event. Past its budget it waits, taking the place of an older
 /// value of the same state still waiting: that one is never applied, and an acknowledgement its
-/// sender asked for says so (`{ok: true, coalesced: true}`). Nothing is refused.
-fn queue_state<A: Adapter>(socket: &Arc<Socket<A>>, inbox: &Inbox<A>, event: QueuedEvent<A>, key: StateKey) {
-    let class = key.class;
-    let event = Inbound::Event(Box::new(event));
-    if let Coalesced::Replaced(Inbound::Event(older)) =
-        inbox.queue.push_state(event, key, || inbox.throttle.try_take(class))
-    {
-        telemetry::coalesced(class.as_str());
-        tracing::trace!(socket = %socket.id, class = class.as_str(), "coalesced");
-        if let Some(ack) = older.ack {
-            ack.send(&json!({ "ok": true, "coalesced": true })).ok();
+/// sender asked for gets the newer one's answer, marked `coalesced: true`. A full queue (a flood
+/// of other events ahead of it) refuses it like an event past its budget.
+fn queue_state<A: Adapter>(socket: &Arc<Socket<A>>, inbox: &Inbox<A>, event: QueuedEvent<A>, class: EventClass) {
+    let absorb = |newer: &mut Inbound<A>, older: Inbound<A>| {
+        if let (Inbound::Event(newer), Inbound::Event(older)) = (newer, older) {
+            let QueuedEvent { ack, superseded, .. } = *older;
+            newer.superseded.extend(superseded.into_iter().chain(ack));
         }
+    };
+    let event = Inbound::Event(Box::new(event));
+    match inbox.queue.push_state(event, class, || inbox.throttle.try_take(class), absorb) {
+        Coalesced::Replaced => {
+            telemetry::coalesced(class.as_str());
+            tracing::trace!(socket = %socket.id, class = class.as_str(), "coalesced");
+        }
+        Coalesced::Full(Inbound::Event(event)) => {
+            let QueuedEvent { name, ack, .. } = *event;
+            refuse_flood(socket, &name, class, ack, inbox.throttle.refused());
+        }
+        Coalesced::Queued { .. } | Coalesced::Full(_) | Coalesced::Closed => {}
     }
 }
 

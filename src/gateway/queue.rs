@@ -12,6 +12,11 @@
 //! newer value of its own state, but never past another kind of event. Anything that is not a
 //! state-setting event (a `play`, a join, a leave) is a barrier: what was sent before it is
 //! applied before it, and what was sent after it, after.
+//!
+//! A state is a class of event ([`EventClass::coalesces`]: tempo, seek, message), whatever session
+//! the event names: a socket sits in one session, and moving to another is a join, a barrier.
+//! So after the last barrier each state has at most one waiting event, and the queue's length
+//! stays within its capacity plus those few.
 
 use std::{collections::VecDeque, sync::Mutex};
 
@@ -19,20 +24,16 @@ use tokio::sync::Notify;
 
 use super::throttle::{EventClass, Throttle};
 
-/// The state a state-setting event sets: its class, in one session.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StateKey {
-    pub class: EventClass,
-    pub session_id: Box<str>,
-}
-
 /// What became of a state-setting event.
 #[derive(Debug, PartialEq)]
 pub enum Coalesced<T> {
     /// Queued, within its budget (`waiting: false`) or waiting for it.
     Queued { waiting: bool },
-    /// It took the place of an older event of the same state, still waiting: here is that one.
-    Replaced(T),
+    /// It took the place of an older event of the same state, still waiting, which `absorb` was
+    /// handed.
+    Replaced,
+    /// Nothing to replace, and the queue is full: the event is given back, to be refused.
+    Full(T),
     /// The socket's worker has finished: the event goes nowhere.
     Closed,
 }
@@ -47,7 +48,7 @@ pub enum Refused<T> {
 struct Entry<T> {
     item: T,
     /// Set for state-setting events: the state, and whether the event waits for its budget.
-    state: Option<(StateKey, bool)>,
+    state: Option<(EventClass, bool)>,
 }
 
 struct Items<T> {
@@ -60,7 +61,7 @@ pub struct EventQueue<T> {
     items: Mutex<Items<T>>,
     /// Wakes the worker; it is the only one waiting, so a wake-up given while it is busy is kept.
     ready: Notify,
-    /// Events past this many are refused; state-setting ones are not (see [`Self::push_state`]).
+    /// Events past this many are refused, unless they take a waiting event's place.
     capacity: usize,
 }
 
@@ -96,13 +97,18 @@ impl<T> EventQueue<T> {
         }
     }
 
-    /// Queues a state-setting event. When an older event of the same state still waits, with no
-    /// other kind of event queued after it, this one takes its place. Otherwise it is queued,
-    /// waiting unless `take_budget` finds room for it now.
-    ///
-    /// Never refused for room: while events wait, each state holds at most one waiting event
-    /// after the last barrier, and barriers are events that are counted against the capacity.
-    pub fn push_state(&self, item: T, key: StateKey, take_budget: impl FnOnce() -> bool) -> Coalesced<T> {
+    /// Queues an event setting the state `key`. When an older event of the same state still
+    /// waits, with no other kind of event queued after it, this one takes its place, and
+    /// `absorb(new, old)` takes what it needs of the old one (its acknowledgement). Otherwise it is
+    /// queued, waiting unless `take_budget` finds room for it now, or given back when the queue is
+    /// full.
+    pub fn push_state(
+        &self,
+        item: T,
+        key: EventClass,
+        take_budget: impl FnOnce() -> bool,
+        absorb: impl FnOnce(&mut T, T),
+    ) -> Coalesced<T> {
         let mut items = self.items.lock().expect("queue lock");
         if items.closed {
             return Coalesced::Closed;
@@ -111,7 +117,9 @@ impl<T> EventQueue<T> {
             match &entry.state {
                 Some((queued, waiting)) if *queued == key => {
                     if *waiting {
-                        return Coalesced::Replaced(std::mem::replace(&mut entry.item, item));
+                        let old = std::mem::replace(&mut entry.item, item);
+                        absorb(&mut entry.item, old);
+                        return Coalesced::Replaced;
                     }
                     break;
                 }
@@ -119,6 +127,9 @@ impl<T> EventQueue<T> {
                 Some(_) => continue,
                 None => break,
             }
+        }
+        if items.entries.len() >= self.capacity {
+            return Coalesced::Full(item);
         }
         let waiting = !take_budget();
         items.entries.push_back(Entry { item, state: Some((key, waiting)) });
@@ -136,7 +147,7 @@ impl<T> EventQueue<T> {
             let waits_for = {
                 let mut items = self.items.lock().expect("queue lock");
                 match items.entries.front() {
-                    Some(Entry { state: Some((key, true)), .. }) => Some(key.class),
+                    Some(Entry { state: Some((class, true)), .. }) => Some(*class),
                     Some(_) => return items.entries.pop_front().map(|e| e.item),
                     None if items.closed => return None,
                     None => None,
@@ -179,13 +190,11 @@ mod tests {
     use super::*;
     use crate::{config::Config, gateway::throttle::RateLimits};
 
-    fn tempo(session: &str) -> StateKey {
-        StateKey { class: EventClass::Tempo, session_id: session.into() }
-    }
+    const TEMPO: EventClass = EventClass::Tempo;
+    const SEEK: EventClass = EventClass::Seek;
 
-    fn seek(session: &str) -> StateKey {
-        StateKey { class: EventClass::Seek, session_id: session.into() }
-    }
+    /// Takes nothing of a replaced event.
+    fn ignore(_: &mut &'static str, _: &'static str) {}
 
     /// A throttle letting `per_sec` tempo events through, one at a time.
     fn throttle(per_sec: u32) -> Throttle {
@@ -209,8 +218,8 @@ mod tests {
     async fn events_within_budget_come_out_in_order() {
         let queue = EventQueue::new(16);
         queue.push("join").unwrap();
-        assert_eq!(queue.push_state("tempo 90", tempo("s"), || true), Coalesced::Queued { waiting: false });
-        assert_eq!(queue.push_state("tempo 100", tempo("s"), || true), Coalesced::Queued { waiting: false });
+        assert_eq!(queue.push_state("tempo 90", TEMPO, || true, ignore), Coalesced::Queued { waiting: false });
+        assert_eq!(queue.push_state("tempo 100", TEMPO, || true, ignore), Coalesced::Queued { waiting: false });
         queue.push("play").unwrap();
         assert_eq!(drain(&queue, &throttle(1000)).await, ["join", "tempo 90", "tempo 100", "play"]);
     }
@@ -218,44 +227,39 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_event_takes_the_newest_value_of_its_state() {
         let queue = EventQueue::new(16);
-        queue.push_state("tempo 90", tempo("s"), || true);
-        assert_eq!(queue.push_state("tempo 91", tempo("s"), || false), Coalesced::Queued { waiting: true });
-        assert_eq!(queue.push_state("tempo 92", tempo("s"), || false), Coalesced::Replaced("tempo 91"));
-        assert_eq!(
-            queue.push_state("tempo 93", tempo("s"), || panic!("no budget needed")),
-            Coalesced::Replaced("tempo 92")
-        );
+        queue.push_state("tempo 90", TEMPO, || true, ignore);
+        assert_eq!(queue.push_state("tempo 91", TEMPO, || false, ignore), Coalesced::Queued { waiting: true });
+        assert_eq!(queue.push_state("tempo 92", TEMPO, || false, ignore), Coalesced::Replaced);
+        assert_eq!(queue.push_state("tempo 93", TEMPO, || panic!("no budget needed"), ignore), Coalesced::Replaced);
         assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 90", "tempo 93"]);
     }
 
     #[tokio::test]
     async fn another_kind_of_event_is_a_barrier() {
         let queue = EventQueue::new(16);
-        queue.push_state("tempo 91", tempo("s"), || false);
+        queue.push_state("tempo 91", TEMPO, || false, ignore);
         queue.push("play").unwrap();
         // Sent after the play: it must not be applied before it.
-        assert_eq!(queue.push_state("tempo 92", tempo("s"), || false), Coalesced::Queued { waiting: true });
-        assert_eq!(queue.push_state("tempo 93", tempo("s"), || false), Coalesced::Replaced("tempo 92"));
+        assert_eq!(queue.push_state("tempo 92", TEMPO, || false, ignore), Coalesced::Queued { waiting: true });
+        assert_eq!(queue.push_state("tempo 93", TEMPO, || false, ignore), Coalesced::Replaced);
         assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 91", "play", "tempo 93"]);
     }
 
     #[tokio::test]
     async fn states_coalesce_each_on_its_own() {
         let queue = EventQueue::new(16);
-        queue.push_state("tempo 91", tempo("s"), || false);
-        queue.push_state("seek 1000", seek("s"), || false);
-        assert_eq!(queue.push_state("tempo 92", tempo("s"), || false), Coalesced::Replaced("tempo 91"));
-        assert_eq!(queue.push_state("seek 2000", seek("s"), || false), Coalesced::Replaced("seek 1000"));
-        // Another session's tempo is another state.
-        assert_eq!(queue.push_state("tempo 70 elsewhere", tempo("t"), || false), Coalesced::Queued { waiting: true });
-        assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 92", "seek 2000", "tempo 70 elsewhere"]);
+        queue.push_state("tempo 91", TEMPO, || false, ignore);
+        queue.push_state("seek 1000", SEEK, || false, ignore);
+        assert_eq!(queue.push_state("tempo 92", TEMPO, || false, ignore), Coalesced::Replaced);
+        assert_eq!(queue.push_state("seek 2000", SEEK, || false, ignore), Coalesced::Replaced);
+        assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 92", "seek 2000"]);
     }
 
     #[tokio::test]
     async fn an_event_within_budget_is_never_replaced() {
         let queue = EventQueue::new(16);
-        queue.push_state("tempo 90", tempo("s"), || true);
-        assert_eq!(queue.push_state("tempo 91", tempo("s"), || false), Coalesced::Queued { waiting: true });
+        queue.push_state("tempo 90", TEMPO, || true, ignore);
+        assert_eq!(queue.push_state("tempo 91", TEMPO, || false, ignore), Coalesced::Queued { waiting: true });
         assert_eq!(drain(&queue, &throttle(1000)).await, ["tempo 90", "tempo 91"]);
     }
 
@@ -264,7 +268,7 @@ mod tests {
         let throttle = throttle(20);
         assert!(throttle.try_take(EventClass::Tempo), "the bucket's one token");
         let queue = EventQueue::new(16);
-        queue.push_state("tempo 91", tempo("s"), || throttle.try_take(EventClass::Tempo));
+        queue.push_state("tempo 91", TEMPO, || throttle.try_take(EventClass::Tempo), ignore);
         queue.push("play").unwrap();
         let started = std::time::Instant::now();
         assert_eq!(queue.next(&throttle).await, Some("tempo 91"));
@@ -274,17 +278,20 @@ mod tests {
     }
 
     #[test]
-    fn the_capacity_refuses_other_events_but_never_state() {
-        let queue = EventQueue::new(2);
+    fn a_full_queue_refuses_what_takes_no_waiting_events_place() {
+        let queue = EventQueue::new(3);
         queue.push("a").unwrap();
+        assert_eq!(queue.push_state("tempo 91", TEMPO, || false, ignore), Coalesced::Queued { waiting: true });
         queue.push("b").unwrap();
         assert_eq!(queue.push("c"), Err(Refused::Full("c")));
-        assert_eq!(queue.push_state("tempo 91", tempo("s"), || false), Coalesced::Queued { waiting: true });
+        assert_eq!(queue.push_state("seek 10", SEEK, || false, ignore), Coalesced::Full("seek 10"));
+        // Behind "b", the waiting tempo cannot be replaced: a new one would need room.
+        assert_eq!(queue.push_state("tempo 92", TEMPO, || false, ignore), Coalesced::Full("tempo 92"));
         queue.push_notice("disconnected");
         assert_eq!(queue.len(), 4);
         queue.close();
         assert_eq!(queue.push("d"), Err(Refused::Closed("d")));
-        assert_eq!(queue.push_state("tempo 92", tempo("s"), || true), Coalesced::Closed);
+        assert_eq!(queue.push_state("tempo 92", TEMPO, || true, ignore), Coalesced::Closed);
         assert!(queue.is_empty());
     }
 

@@ -17,8 +17,10 @@ pub enum Responder<A: Adapter> {
     /// Legacy events: errors as `error {message, code}`; the roles events also get `<event>_result`.
     Legacy { event: String, session_id: Value },
     /// Enhanced events: the acknowledgement when the client asked for one, else `error:validation`
-    /// or `error:session`.
-    Enhanced { event: String, ack: Option<AckSender<A>> },
+    /// or `error:session`. `superseded`: the acknowledgements of the sender's older events of the
+    /// same state that this one took the place of before they were applied (`gateway::queue`);
+    /// they get this one's answer, marked `coalesced: true`.
+    Enhanced { event: String, ack: Option<AckSender<A>>, superseded: Vec<AckSender<A>> },
 }
 
 impl<A: Adapter> Responder<A> {
@@ -28,7 +30,16 @@ impl<A: Adapter> Responder<A> {
     }
 
     pub fn enhanced(event: &str, ack: Option<AckSender<A>>) -> Self {
-        Responder::Enhanced { event: event.to_owned(), ack }
+        Responder::Enhanced { event: event.to_owned(), ack, superseded: Vec::new() }
+    }
+
+    /// Answers `acks` too, as superseded by this event (enhanced events only: the legacy
+    /// vocabulary answers no acknowledgement).
+    pub fn superseding(mut self, acks: Vec<AckSender<A>>) -> Self {
+        if let Responder::Enhanced { superseded, .. } = &mut self {
+            *superseded = acks;
+        }
+        self
     }
 
     /// For an event refused before it is parsed: enhanced when it is an enhanced event or asks
@@ -63,12 +74,14 @@ impl<A: Adapter> Responder<A> {
                     emit(socket, result_event, &data);
                 }
             }
-            Responder::Enhanced { ack: Some(ack), .. } => {
+            Responder::Enhanced { ack, superseded, .. } => {
                 let mut data = json!({ "ok": true });
                 merge(&mut data, body);
-                ack.send(&data).ok();
+                answer_superseded(superseded, &data);
+                if let Some(ack) = ack {
+                    ack.send(&data).ok();
+                }
             }
-            Responder::Enhanced { ack: None, .. } => {}
         }
     }
 
@@ -93,14 +106,31 @@ impl<A: Adapter> Responder<A> {
                 }
                 emit(socket, "error", &legacy_render::error(err));
             }
-            Responder::Enhanced { ack: Some(ack), .. } => {
-                ack.send(&json!({ "ok": false, "error": { "code": err.code(), "message": err.to_string() } })).ok();
+            Responder::Enhanced { ack: Some(ack), superseded, .. } => {
+                let data = json!({ "ok": false, "error": { "code": err.code(), "message": err.to_string() } });
+                answer_superseded(superseded, &data);
+                ack.send(&data).ok();
             }
-            Responder::Enhanced { ack: None, event } => {
+            Responder::Enhanced { ack: None, event, superseded } => {
+                let data = json!({ "ok": false, "error": { "code": err.code(), "message": err.to_string() } });
+                answer_superseded(superseded, &data);
                 let name = if matches!(err, CoreError::Validation(_)) { "error:validation" } else { "error:session" };
                 emit(socket, name, &json!({ "code": err.code(), "message": err.to_string(), "event": event }));
             }
         }
+    }
+}
+
+/// Answers the acknowledgements of superseded events with `data`, marked `coalesced: true`: their
+/// own values were never applied, the newer one's answer is theirs.
+fn answer_superseded<A: Adapter>(acks: Vec<AckSender<A>>, data: &Value) {
+    if acks.is_empty() {
+        return;
+    }
+    let mut data = data.clone();
+    data["coalesced"] = Value::Bool(true);
+    for ack in acks {
+        ack.send(&data).ok();
     }
 }
 

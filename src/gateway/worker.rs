@@ -77,12 +77,12 @@ pub async fn run<A: Adapter>(
             biased;
             event = inbox.queue.next(&inbox.throttle) => match event {
                 Some(Inbound::Event(event)) => {
-                    let QueuedEvent { name, data, ack } = *event;
+                    let QueuedEvent { name, data, ack, superseded } = *event;
                     let started = std::time::Instant::now();
                     worker.refused = None;
                     // Boxed, like the leave below: the state of handling an event is large, and
                     // kept inline it would make every idle socket's task that large too.
-                    Box::pin(worker.handle(&name, data, ack)).await;
+                    Box::pin(worker.handle(&name, data, ack, superseded)).await;
                     let result = worker.refused.unwrap_or("ok");
                     telemetry::event_handled(&name, result, started.elapsed().as_secs_f64());
                 }
@@ -107,7 +107,7 @@ pub async fn run<A: Adapter>(
 }
 
 impl<A: Adapter> Worker<A> {
-    async fn handle(&mut self, event: &str, data: Value, ack: Option<AckSender<A>>) {
+    async fn handle(&mut self, event: &str, data: Value, ack: Option<AckSender<A>>, superseded: Vec<AckSender<A>>) {
         let limits = self.app.limits;
         if let Some(request) = legacy::parse(event, &data, limits) {
             let responder = Responder::legacy(event, &data);
@@ -121,7 +121,7 @@ impl<A: Adapter> Worker<A> {
             };
         }
         if let Some(request) = enhanced::parse(event, &data, limits) {
-            let responder = Responder::enhanced(event, ack);
+            let responder = Responder::enhanced(event, ack).superseding(superseded);
             return match request {
                 Ok(request) => self.handle_enhanced(request, responder).await,
                 Err(err) => self.refuse(responder, &err),

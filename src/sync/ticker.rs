@@ -12,9 +12,10 @@
 //! (a stop, a seek, a tempo change) is never overtaken by a tick computed before it. socketioxide's
 //! volatile packets travel apart from that queue, so a tick still waiting there was written after
 //! a `metronome:stop` sent just after it; and the queue costs less per packet than the volatile
-//! slot (BENCHMARKS.md, "Streams in the ordered queue"). A client too slow to read its stream
-//! stalls its own queue only: `SOCKET_BUFFER_PACKETS` (13 s of stream) must fill before anything
-//! is dropped for it.
+//! slot (BENCHMARKS.md, "Streams before control"). A client too slow to read its stream stalls
+//! its own queue only, and the queue holds more than the Engine.IO heartbeat lets a silent client
+//! fall behind by (`server::socket_buffer_packets`): the heartbeat cuts a stalled client, and its
+//! seat is held for its reconnection, before anything is dropped from its queue.
 //!
 //! Sessions are spread over [`SLOTS_PER_PERIOD`] slots of each period, each session always in the
 //! same one: every member still gets its update once a period, but the writes of one moment are

@@ -27,6 +27,7 @@ use async_trait::async_trait;
 use fred::prelude::{
     Client, ClientLike, HashesInterface, LuaInterface, PubsubInterface, SetsInterface, SortedSetsInterface,
 };
+use futures_util::{StreamExt, stream};
 use tokio::sync::{Notify, broadcast};
 
 pub use connect::{CONNECT_TIMEOUT, builder, fred_config, init};
@@ -41,6 +42,9 @@ use crate::{
 
 /// Compare-and-set attempts before an update gives up (only under extreme contention).
 const MAX_ATTEMPTS: usize = 32;
+
+/// Session reads in flight at once when listing every session.
+const LOADS_IN_FLIGHT: usize = 32;
 
 pub struct RedisStore {
     client: Client,
@@ -258,9 +262,13 @@ impl SessionStore for RedisStore {
         }
         let ids: Vec<String> =
             self.client.zrange(self.keys.sessions(), 0, -1, None, false, None, false).await.map_err(unavailable)?;
+        // Read a few dozen at a time over the one connection (fred pipelines them), not one round
+        // trip after the other: `/metrics` reads them all at every scrape.
+        let loads: Vec<_> =
+            stream::iter(ids).map(|id| async move { self.load(&id).await }).buffered(LOADS_IN_FLIGHT).collect().await;
         let mut sessions = Vec::new();
-        for id in ids {
-            if let (Some(session), _) = self.load(&id).await.map_err(unavailable)? {
+        for loaded in loads {
+            if let (Some(session), _) = loaded.map_err(unavailable)? {
                 sessions.push(session);
             }
         }
