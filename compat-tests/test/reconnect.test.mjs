@@ -298,3 +298,37 @@ test("two instances on Redis: a seat held on A counts against capacity, shows on
     assert.equal(session.isPlaying, true);
   }
 });
+
+test("an instance lost while it holds seats: the sweep ends each seat still held there once, and not one taken back on another instance", async (ctx) => {
+  // A grace longer than the test: only the sweep for the lost instance can end a seat held on A.
+  const cluster = await startCluster(2, { RESUME_GRACE_MS: "60000" });
+  ctx.after(() => cluster.stop());
+  const [a, b] = cluster.servers;
+  const observer = await connect(b.url);
+  const { sessionId } = await createSession(observer, { userId: "u-observer" });
+  const stranded = await onStage(a.port);
+  const returning = await onStage(a.port);
+  await enhancedJoin(stranded.socket, sessionId, { userId: "u-stranded" });
+  await enhancedJoin(returning.socket, sessionId, { userId: "u-returning" });
+  const [strandedId, returningId] = [stranded.socket.id, returning.socket.id];
+  mark(observer);
+
+  // Both lose their network; one comes back through the balancer, to B, and takes its seat back.
+  stranded.proxy.cut(600_000);
+  returning.proxy.retarget(b.port);
+  returning.proxy.cut(1500);
+  const newId = await reconnected(returning.socket);
+  assert.equal((await ackOk(returning.socket, "session:join", { sessionId, userId: "u-returning" })).resumed, true);
+
+  const t0 = Date.now();
+  await a.kill();
+  const left = await waitFor(observer, "session:member_update", { action: "left", socketId: strandedId }, 20_000);
+  ctx.diagnostic(`the seat held on the lost instance ended ${Date.now() - t0} ms after the kill`);
+  assert.equal(left.memberCount, 2);
+  await sleep(5000); // another sweep or two
+  const leaves = named(observer, "session:member_update").filter((e) => e.data.action === "left");
+  assert.deepEqual(leaves.map((e) => e.data.socketId), [strandedId], "one leave, for the seat still held on the lost instance");
+  const session = (await httpGet(`${b.url}/api/sessions/${sessionId}`)).body;
+  assert.deepEqual(session.members.map((m) => m.socketId).sort(), [observer.id, newId].sort());
+  assert.ok(!session.members.some((m) => m.socketId === returningId));
+});
