@@ -70,7 +70,7 @@ fn start_at_zero() {
         counter!("bandsync_connections_total", "transport" => transport).absolute(0);
     }
     for vocabulary in [Vocabulary::Legacy, Vocabulary::Enhanced] {
-        gauge!("bandsync_members", "vocabulary" => vocabulary_label(vocabulary)).increment(0.0);
+        gauge!("bandsync_members", "vocabulary" => vocabulary.as_str()).increment(0.0);
     }
     gauge!("bandsync_members_reconnecting").increment(0.0);
     gauge!("bandsync_sessions_mixed").increment(0.0);
@@ -156,7 +156,15 @@ fn describe() {
 
 /// The label for an event name: itself when the protocol knows it, `other` otherwise.
 pub fn event_label(event: &str) -> &'static str {
-    legacy::EVENTS.iter().chain(enhanced::EVENTS).find(|known| **known == event).copied().unwrap_or("other")
+    known_event(event).map_or("other", |(name, _)| name)
+}
+
+/// The protocol's own name for `event`, and the vocabulary that knows it.
+fn known_event(event: &str) -> Option<(&'static str, Vocabulary)> {
+    let find = |names: &[&'static str]| names.iter().find(|known| **known == event).copied();
+    find(legacy::EVENTS)
+        .map(|name| (name, Vocabulary::Legacy))
+        .or_else(|| find(enhanced::EVENTS).map(|name| (name, Vocabulary::Enhanced)))
 }
 
 pub fn build_info(server_id: &str) {
@@ -172,22 +180,9 @@ pub fn connection_closed(transport: &'static str) {
     gauge!("bandsync_connections", "transport" => transport).decrement(1.0);
 }
 
-/// The vocabulary an event name belongs to: `legacy`, `enhanced`, or `other` for a name neither
-/// knows.
-pub fn event_vocabulary(event: &str) -> &'static str {
-    if legacy::EVENTS.contains(&event) {
-        "legacy"
-    } else if enhanced::EVENTS.contains(&event) {
-        "enhanced"
-    } else {
-        "other"
-    }
-}
-
 /// One event handled: its name and vocabulary, `ok` (`ignored`) or the error code, and how long it took.
 pub fn event_handled(event: &str, result: &'static str, seconds: f64) {
-    let vocabulary = event_vocabulary(event);
-    let event = event_label(event);
+    let (event, vocabulary) = known_event(event).map_or(("other", "other"), |(e, v)| (e, v.as_str()));
     counter!("bandsync_events_received_total", "event" => event, "result" => result, "vocabulary" => vocabulary)
         .increment(1);
     histogram!("bandsync_event_duration_seconds", "event" => event).record(seconds);
@@ -234,19 +229,12 @@ pub fn coalesced(class: &'static str) {
 
 /// A member seated (`delta` 1) or unseated (-1) through this instance, by the vocabulary it joined with.
 pub fn member_seated(vocabulary: Vocabulary, delta: f64) {
-    gauge!("bandsync_members", "vocabulary" => vocabulary_label(vocabulary)).increment(delta);
+    gauge!("bandsync_members", "vocabulary" => vocabulary.as_str()).increment(delta);
 }
 
 /// A seat held for a member whose connection dropped (`delta` 1), or no longer held (-1).
 pub fn member_reconnecting(delta: f64) {
     gauge!("bandsync_members_reconnecting").increment(delta);
-}
-
-fn vocabulary_label(vocabulary: Vocabulary) -> &'static str {
-    match vocabulary {
-        Vocabulary::Legacy => "legacy",
-        Vocabulary::Enhanced => "enhanced",
-    }
 }
 
 /// Sessions in the store, those this instance streams to, and those seating both vocabularies.

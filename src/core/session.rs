@@ -30,6 +30,16 @@ pub enum Vocabulary {
     Enhanced,
 }
 
+impl Vocabulary {
+    /// The name member records and metrics give it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Vocabulary::Legacy => "legacy",
+            Vocabulary::Enhanced => "enhanced",
+        }
+    }
+}
+
 /// One connected socket seated in a session.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -64,10 +64,7 @@ pub fn enhanced_member(member: &Member) -> Value {
     record["userId"] = json!(member.user_id);
     record["instrument"] = json!(member.instrument);
     record["preferredRole"] = json!(member.preferred_role.map(|r| r.as_str()));
-    record["protocol"] = json!(match member.vocabulary {
-        crate::core::Vocabulary::Legacy => "legacy",
-        crate::core::Vocabulary::Enhanced => "enhanced",
-    });
+    record["protocol"] = json!(member.vocabulary.as_str());
     // The seat is held for a member whose connection dropped, until this server time.
     record["reconnecting"] = json!(member.is_reconnecting());
     if let Some(until) = member.reconnecting_until {
