@@ -15,10 +15,13 @@
 //!
 //! A state is a class of event ([`EventClass::coalesces`]: tempo, seek, message), whatever session
 //! the event names: a socket sits in one session, and moving to another is a join, a barrier.
-//! So after the last barrier each state has at most one waiting event, and the queue's length
-//! stays within its capacity plus those few.
+//! So after the last barrier each state has at most one waiting event, and a full queue refuses
+//! a state-setting event that has none to replace, as it refuses any other.
 
-use std::{collections::VecDeque, sync::Mutex};
+use std::{
+    collections::VecDeque,
+    sync::{Mutex, MutexGuard},
+};
 
 use tokio::sync::Notify;
 
@@ -73,27 +76,23 @@ impl<T> EventQueue<T> {
 
     /// Queues an event that sets no state; refused when the queue is full.
     pub fn push(&self, item: T) -> Result<(), Refused<T>> {
-        let mut items = self.items.lock().expect("queue lock");
+        let items = self.items.lock().expect("queue lock");
         if items.closed {
             return Err(Refused::Closed(item));
         }
         if items.entries.len() >= self.capacity {
             return Err(Refused::Full(item));
         }
-        items.entries.push_back(Entry { item, state: None });
-        drop(items);
-        self.ready.notify_one();
+        self.append(items, Entry { item, state: None });
         Ok(())
     }
 
     /// Queues what the connection itself tells the worker (its close, a seat to check): never
     /// refused for room, since nothing else would tell it.
     pub fn push_notice(&self, item: T) {
-        let mut items = self.items.lock().expect("queue lock");
+        let items = self.items.lock().expect("queue lock");
         if !items.closed {
-            items.entries.push_back(Entry { item, state: None });
-            drop(items);
-            self.ready.notify_one();
+            self.append(items, Entry { item, state: None });
         }
     }
 
@@ -132,10 +131,15 @@ impl<T> EventQueue<T> {
             return Coalesced::Full(item);
         }
         let waiting = !take_budget();
-        items.entries.push_back(Entry { item, state: Some((key, waiting)) });
+        self.append(items, Entry { item, state: Some((key, waiting)) });
+        Coalesced::Queued { waiting }
+    }
+
+    /// Adds `entry` at the back and wakes the worker, once the lock is let go.
+    fn append(&self, mut items: MutexGuard<'_, Items<T>>, entry: Entry<T>) {
+        items.entries.push_back(entry);
         drop(items);
         self.ready.notify_one();
-        Coalesced::Queued { waiting }
     }
 
     /// The next event, once there is one; an event that waits is handed out once `throttle`'s
