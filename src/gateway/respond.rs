@@ -106,16 +106,19 @@ impl<A: Adapter> Responder<A> {
                 }
                 emit(socket, "error", &legacy_render::error(err));
             }
-            Responder::Enhanced { ack: Some(ack), superseded, .. } => {
-                let data = json!({ "ok": false, "error": { "code": err.code(), "message": err.to_string() } });
-                answer_superseded(superseded, &data);
-                ack.send(&data).ok();
-            }
-            Responder::Enhanced { ack: None, event, superseded } => {
-                let data = json!({ "ok": false, "error": { "code": err.code(), "message": err.to_string() } });
-                answer_superseded(superseded, &data);
-                let name = if matches!(err, CoreError::Validation(_)) { "error:validation" } else { "error:session" };
-                emit(socket, name, &json!({ "code": err.code(), "message": err.to_string(), "event": event }));
+            Responder::Enhanced { ack, event, superseded } => {
+                let refused = json!({ "ok": false, "error": { "code": err.code(), "message": err.to_string() } });
+                answer_superseded(superseded, &refused);
+                match ack {
+                    Some(ack) => {
+                        ack.send(&refused).ok();
+                    }
+                    None => {
+                        let name =
+                            if matches!(err, CoreError::Validation(_)) { "error:validation" } else { "error:session" };
+                        emit(socket, name, &json!({ "code": err.code(), "message": err.to_string(), "event": event }));
+                    }
+                }
             }
         }
     }
