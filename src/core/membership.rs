@@ -148,7 +148,7 @@ pub(super) fn join(
 
 /// Unseats `by`. When the leader goes and members remain, the earliest-joined member leads and
 /// playback stops, so nobody is left following a metronome no one controls.
-pub(crate) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Millis) -> Vec<Outcome> {
+pub(super) fn leave(session: &mut Session, by: &str, cause: LeaveCause, now: Millis) -> Vec<Outcome> {
     let was_leader = session.is_leader(by);
     session.members.retain(|m| m.socket_id != by);
     session.pending_leader_requests.retain(|r| r != by);
