@@ -72,10 +72,13 @@ pub enum Outcome {
         until: Millis,
     },
     /// A member took its seat back from a new connection: `previous` was its socket; `member` is
-    /// the seat as it now is (lead included).
+    /// the seat as it now is (lead included). `was_held`: the seat was held for a dropped
+    /// connection; otherwise that connection still counted as open (a client back, with its
+    /// resume token, before the server saw it drop).
     Resumed {
         previous: String,
         member: Member,
+        was_held: bool,
     },
     /// After an approved hand-over: tells the old leader, the new one and the other requesters.
     HandOverSettled {

@@ -79,7 +79,7 @@ pub(super) fn end_held_seat(session: &mut Session, index: usize, now: Millis) ->
 pub(super) fn resume(session: &mut Session, index: usize, by: &str, joiner: &Joiner, now: Millis) -> Vec<Outcome> {
     let member = &mut session.members[index];
     let previous = std::mem::replace(&mut member.socket_id, by.to_owned());
-    member.reconnecting_until = None;
+    let was_held = member.reconnecting_until.take().is_some();
     member.last_ping_at = now;
     member.vocabulary = joiner.vocabulary;
     member.instance = joiner.instance.clone();
@@ -94,7 +94,7 @@ pub(super) fn resume(session: &mut Session, index: usize, by: &str, joiner: &Joi
     session.leader.iter_mut().for_each(follow);
     session.creator_id.iter_mut().for_each(follow);
     session.pending_leader_requests.iter_mut().for_each(follow);
-    vec![Outcome::SnapshotToSender, Outcome::Resumed { previous, member }]
+    vec![Outcome::SnapshotToSender, Outcome::Resumed { previous, member, was_held }]
 }
 
 #[cfg(test)]
@@ -157,7 +157,7 @@ mod tests {
         let member = session.member("alice-2").unwrap();
         assert_eq!((member.role, member.joined_at, member.is_reconnecting()), (Role::Leader, 0, false));
         assert_eq!(session.members[0].socket_id, "alice-2", "keeps its place in the join order");
-        assert!(matches!(&outcomes[1], Outcome::Resumed { previous, .. } if previous == "alice"));
+        assert!(matches!(&outcomes[1], Outcome::Resumed { previous, was_held: true, .. } if previous == "alice"));
         assert!(session.member("alice").is_none());
     }
 

@@ -14,18 +14,31 @@ use std::{
 };
 
 use serde_json::Value;
-use socketioxide::adapter::Adapter;
+use socketioxide::{adapter::Adapter, socket::DisconnectReason};
 use tokio::sync::Notify;
 
-use super::worker::{Seat, Worker};
+use super::{
+    reason_text,
+    worker::{Seat, Worker},
+};
 use crate::{
     clock::now_ms,
     core::{Action, Command, CoreError, LeaveCause, Session},
     telemetry,
 };
 
-/// The reasons a connection ends without its client meaning to leave.
-const DROPS: [&str; 3] = ["transport close", "transport error", "ping timeout"];
+/// True when a connection ended without its client meaning to leave: the network closed it, or
+/// the heartbeat gave up on it. (A client's own disconnect, the server's, and a shutdown are
+/// leaves.)
+fn dropped(reason: DisconnectReason) -> bool {
+    matches!(
+        reason,
+        DisconnectReason::TransportClose
+            | DisconnectReason::TransportError
+            | DisconnectReason::MultipleHttpPollingError
+            | DisconnectReason::HeartbeatTimeout
+    )
+}
 
 /// Seats this instance holds, by the socket id they were held for (with their session): a join
 /// that takes one back wakes its worker, which then has nothing left to end.
@@ -84,15 +97,16 @@ pub fn new_resume_token() -> String {
 impl<A: Adapter> Worker<A> {
     /// The connection closed with `reason`: the seat is held for the grace when the connection
     /// dropped, ended at once otherwise.
-    pub(super) async fn end_connection(&mut self, reason: &'static str) {
+    pub(super) async fn end_connection(&mut self, reason: DisconnectReason) {
         let grace_ms = self.app.config.resume_grace_ms;
-        let dropped = grace_ms > 0 && DROPS.contains(&reason) && !self.app.is_draining();
-        if let Some(seat) = self.seat.clone().filter(|_| dropped)
-            && self.hold_seat(&seat, reason, grace_ms).await
+        let text = reason_text(reason);
+        let held = grace_ms > 0 && dropped(reason) && !self.app.is_draining();
+        if let Some(seat) = self.seat.clone().filter(|_| held)
+            && self.hold_seat(&seat, text, grace_ms).await
         {
             return;
         }
-        self.unseat(LeaveCause::Disconnected(reason.to_owned())).await;
+        self.unseat(LeaveCause::Disconnected(text.to_owned())).await;
     }
 
     /// Suspends the seat, waits out the grace, then ends the seat unless it was taken back.

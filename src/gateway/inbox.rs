@@ -13,7 +13,7 @@ use socketioxide::{
     adapter::Adapter,
     extract::{AckSender, Event, SocketRef, TryData},
     handler::FromMessageParts,
-    socket::Socket,
+    socket::{DisconnectReason, Socket},
 };
 
 use super::{
@@ -25,7 +25,7 @@ use super::{
 use crate::{
     clock::precise_now_ms,
     core::CoreError,
-    protocol::{self, Limits},
+    protocol::{self, Limits, Parsed},
     telemetry,
 };
 
@@ -33,8 +33,8 @@ use crate::{
 pub enum Inbound<A: Adapter> {
     /// Boxed, so that queue entries stay small.
     Event(Box<QueuedEvent<A>>),
-    /// The connection closed, with Socket.IO's reason text.
-    Disconnected(&'static str),
+    /// The connection closed, for this reason.
+    Disconnected(DisconnectReason),
     /// The stored state of this session replaced what the instance served during a Redis outage
     /// ([`crate::store::SessionStore::rewritten_sessions`]): the socket must check it still has
     /// its seat there.
@@ -46,14 +46,17 @@ pub struct QueuedEvent<A: Adapter> {
     pub name: String,
     pub data: Value,
     pub ack: Option<AckSender<A>>,
+    /// The payload parsed already, when the gateway had to look into it (state-setting events):
+    /// the worker does not parse it again.
+    pub parsed: Option<Parsed>,
     /// Acknowledgements of older events of the same state this one took the place of: they get
     /// this one's answer.
     pub superseded: Vec<AckSender<A>>,
 }
 
 impl<A: Adapter> QueuedEvent<A> {
-    pub fn new(name: String, data: Value, ack: Option<AckSender<A>>) -> Self {
-        Self { name, data, ack, superseded: Vec::new() }
+    pub fn new(name: String, data: Value, ack: Option<AckSender<A>>, parsed: Option<Parsed>) -> Self {
+        Self { name, data, ack, parsed, superseded: Vec::new() }
     }
 }
 
@@ -112,26 +115,39 @@ impl<A: Adapter> FromMessageParts<A> for Queued {
             answer_clock_sync(&SocketRef::from(socket.clone()), Responder::enhanced(&name, ack), t0, received_at);
             return Ok(Queued);
         }
-        if class.coalesces() {
-            if protocol::session_set_by(&name, &data, inbox.limits).is_some() {
-                queue_state(socket, &inbox, QueuedEvent::new(name, data, ack), class);
+        // A state-setting event is parsed here, to tell a well-formed one (which may wait,
+        // coalesced) from one the worker will refuse; the worker takes it parsed.
+        let parsed = class.coalesces().then(|| protocol::parse(&name, &data, inbox.limits));
+        if let Some(parsed) = parsed {
+            if parsed.is_session_change() {
+                queue_state(socket, &inbox, QueuedEvent::new(name, data, ack, Some(parsed)), class);
                 return Ok(Queued);
             }
-            // Invalid: the worker refuses it, within the budget of any other event.
+            // Malformed: the worker refuses it, within the budget of any other event.
             if !inbox.throttle.try_take(class) {
                 over_budget(socket, &inbox.throttle, &name, class, ack);
                 return Ok(Queued);
             }
+            return push_event(socket, &inbox, QueuedEvent::new(name, data, ack, Some(parsed)));
         }
-        let event = Inbound::Event(Box::new(QueuedEvent::new(name, data, ack)));
-        if let Err(Refused::Full(Inbound::Event(event))) = inbox.queue.push(event) {
-            tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&event.name), "event queue full; event dropped");
-            telemetry::rate_limited("queue");
-            let QueuedEvent { name, ack, .. } = *event;
-            Responder::for_event(&name, ack).refuse_unlogged(&socket.clone().into(), &CoreError::RateLimited("queued"));
-        }
-        Ok(Queued)
+        push_event(socket, &inbox, QueuedEvent::new(name, data, ack, None))
     }
+}
+
+/// Queues an event that waits for nothing; a full queue refuses it.
+fn push_event<A: Adapter>(
+    socket: &Arc<Socket<A>>,
+    inbox: &Inbox<A>,
+    event: QueuedEvent<A>,
+) -> Result<Queued, Infallible> {
+    let event = Inbound::Event(Box::new(event));
+    if let Err(Refused::Full(Inbound::Event(event))) = inbox.queue.push(event) {
+        tracing::warn!(socket = %socket.id, event = %telemetry::event_label(&event.name), "event queue full; event dropped");
+        telemetry::rate_limited("queue");
+        let QueuedEvent { name, ack, .. } = *event;
+        Responder::for_event(&name, ack).refuse_unlogged(&socket.clone().into(), &CoreError::RateLimited("queued"));
+    }
+    Ok(Queued)
 }
 
 /// The event's argument as JSON. A missing or undecodable one becomes null, which validation

@@ -135,12 +135,12 @@ async fn on_disconnect<A: Adapter>(socket: SocketRef<A>, reason: DisconnectReaso
     tracing::info!(socket = %socket.id, reason = %reason, "disconnected");
     if let Some(Inbox { queue, .. }) = socket.extensions.get::<Inbox<A>>() {
         // Queued behind the socket's last events, so they are all handled before it leaves.
-        queue.push_notice(Inbound::Disconnected(reason_text(reason)));
+        queue.push_notice(Inbound::Disconnected(reason));
     }
 }
 
 /// The reason strings socket.io's Node server uses, which clients and logs already know.
-fn reason_text(reason: DisconnectReason) -> &'static str {
+pub(crate) fn reason_text(reason: DisconnectReason) -> &'static str {
     match reason {
         DisconnectReason::TransportClose => "transport close",
         DisconnectReason::TransportError | DisconnectReason::MultipleHttpPollingError => "transport error",

@@ -29,7 +29,7 @@ use crate::{
         Action, Command, CoreError, Creation, LeaveCause, Millis, Outcome, Session, Vocabulary, membership,
         seat::{SeatChange, plan_join},
     },
-    protocol::{self, Scene, enhanced, legacy},
+    protocol::{self, Parsed, Scene},
     state::AppState,
     store::Backend,
     telemetry,
@@ -77,12 +77,13 @@ pub async fn run<A: Adapter>(
             biased;
             event = inbox.queue.next(&inbox.throttle) => match event {
                 Some(Inbound::Event(event)) => {
-                    let QueuedEvent { name, data, ack, superseded } = *event;
+                    let QueuedEvent { name, data, ack, parsed, superseded } = *event;
                     let started = std::time::Instant::now();
                     worker.refused = None;
                     // Boxed, like the leave below: the state of handling an event is large, and
                     // kept inline it would make every idle socket's task that large too.
-                    Box::pin(worker.handle(&name, data, ack, superseded)).await;
+                    let parsed = parsed.unwrap_or_else(|| protocol::parse(&name, &data, worker.app.limits));
+                    Box::pin(worker.handle(&name, data, parsed, ack, superseded)).await;
                     let result = worker.refused.unwrap_or("ok");
                     telemetry::event_handled(&name, result, started.elapsed().as_secs_f64());
                 }
@@ -107,27 +108,35 @@ pub async fn run<A: Adapter>(
 }
 
 impl<A: Adapter> Worker<A> {
-    async fn handle(&mut self, event: &str, data: Value, ack: Option<AckSender<A>>, superseded: Vec<AckSender<A>>) {
-        let limits = self.app.limits;
-        if let Some(request) = legacy::parse(event, &data, limits) {
-            let responder = Responder::legacy(event, &data);
-            let first_use = !std::mem::replace(&mut self.used_legacy, true);
-            if let Err(err) = legacy_use::check(self.app.config.legacy_events, event, first_use, &self.socket_id) {
-                return self.refuse(responder, &err);
+    async fn handle(
+        &mut self,
+        event: &str,
+        data: Value,
+        parsed: Parsed,
+        ack: Option<AckSender<A>>,
+        superseded: Vec<AckSender<A>>,
+    ) {
+        match parsed {
+            Parsed::Legacy(request) => {
+                let responder = Responder::legacy(event, &data);
+                let first_use = !std::mem::replace(&mut self.used_legacy, true);
+                if let Err(err) = legacy_use::check(self.app.config.legacy_events, event, first_use, &self.socket_id) {
+                    return self.refuse(responder, &err);
+                }
+                match request {
+                    Ok(request) => self.handle_legacy(request, responder).await,
+                    Err(err) => self.refuse(responder, &err),
+                }
             }
-            return match request {
-                Ok(request) => self.handle_legacy(request, responder).await,
-                Err(err) => self.refuse(responder, &err),
-            };
+            Parsed::Enhanced(request) => {
+                let responder = Responder::enhanced(event, ack).superseding(superseded);
+                match request {
+                    Ok(request) => self.handle_enhanced(request, responder).await,
+                    Err(err) => self.refuse(responder, &err),
+                }
+            }
+            Parsed::Unknown => self.handle_unknown(event, ack),
         }
-        if let Some(request) = enhanced::parse(event, &data, limits) {
-            let responder = Responder::enhanced(event, ack).superseding(superseded);
-            return match request {
-                Ok(request) => self.handle_enhanced(request, responder).await,
-                Err(err) => self.refuse(responder, &err),
-            };
-        }
-        self.handle_unknown(event, ack);
     }
 
     /// An event this server does not know. The Node server ignored such events, and the app
@@ -306,8 +315,8 @@ impl<A: Adapter> Worker<A> {
         let local_only = app.store.backend() == Backend::Disconnected;
         let mut body = answer(&applied.session, now);
         for outcome in &applied.outcomes {
-            if let Outcome::Resumed { previous, .. } = outcome {
-                self.seat_taken_back(previous);
+            if let Outcome::Resumed { previous, was_held, .. } = outcome {
+                self.seat_taken_back(previous, *was_held);
                 body["resumed"] = Value::Bool(true);
             }
         }
@@ -326,12 +335,15 @@ impl<A: Adapter> Worker<A> {
         Ok(applied.session)
     }
 
-    /// This socket took back the seat of `previous`. A worker holding that seat here stops
-    /// waiting; a connection of it still open (a client back before the server saw it drop, on
-    /// any instance) is closed, since its seat is gone.
-    fn seat_taken_back(&self, previous: &str) {
-        tracing::info!(socket = %self.socket_id, previous, "seat taken back");
-        self.app.graces.taken_back(previous);
+    /// This socket took back the seat of `previous`. A held seat's worker, if here, stops
+    /// waiting (one on another instance hears of it through the store). A connection still open
+    /// (a client back before the server saw it drop, on any instance) is closed: its seat is gone.
+    fn seat_taken_back(&self, previous: &str, was_held: bool) {
+        tracing::info!(socket = %self.socket_id, previous, was_held, "seat taken back");
+        if was_held {
+            self.app.graces.taken_back(previous);
+            return;
+        }
         let Some(namespace) = rooms::namespace(&self.io) else { return };
         let old = namespace.to(rooms::socket(previous));
         tokio::spawn(async move {

@@ -58,7 +58,7 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, sync_state: bool, out: &mut 
                 "reconnectingUntil": until, "memberCount": session.members.len(),
             }),
         ),
-        Outcome::Resumed { previous, member } => {
+        Outcome::Resumed { previous, member, .. } => {
             room(
                 out,
                 "session:member_update",

@@ -14,7 +14,7 @@ pub mod validate;
 
 use serde_json::Value;
 
-use crate::core::{Millis, Outcome, Session, Vocabulary};
+use crate::core::{CoreError, Millis, Outcome, Session, Vocabulary};
 
 /// The context outcomes are rendered in.
 pub struct Scene<'a> {
@@ -75,18 +75,32 @@ impl Default for Limits {
     }
 }
 
-/// The session a state-setting event (`set_tempo`, `seek`, `tempo:change` …) sets state in, when
-/// its payload is valid; `None` for an invalid payload or an event that sets no session state.
-/// Lets the gateway coalesce such events by session without handling them.
-pub fn session_set_by(event: &str, payload: &Value, limits: Limits) -> Option<String> {
+/// An event, parsed by whichever vocabulary knows its name.
+#[derive(Debug)]
+pub enum Parsed {
+    Legacy(Result<legacy::Request, CoreError>),
+    Enhanced(Result<enhanced::Request, CoreError>),
+    /// A name neither vocabulary knows.
+    Unknown,
+}
+
+/// Parses `event` in the vocabulary that knows it.
+pub fn parse(event: &str, payload: &Value, limits: Limits) -> Parsed {
     if let Some(parsed) = legacy::parse(event, payload, limits) {
-        return match parsed {
-            Ok(legacy::Request::Session { session_id, .. }) => Some(session_id),
-            _ => None,
-        };
+        return Parsed::Legacy(parsed);
     }
-    match enhanced::parse(event, payload, limits)? {
-        Ok(enhanced::Request::Session { session_id, .. }) => Some(session_id),
-        _ => None,
+    enhanced::parse(event, payload, limits).map_or(Parsed::Unknown, Parsed::Enhanced)
+}
+
+impl Parsed {
+    /// True for a well-formed change to a session (`set_tempo`, `seek`, `tempo:change` …): the
+    /// gateway may let a newer one take its place while it waits, where a malformed one must
+    /// still be refused.
+    pub fn is_session_change(&self) -> bool {
+        matches!(
+            self,
+            Parsed::Legacy(Ok(legacy::Request::Session { .. }))
+                | Parsed::Enhanced(Ok(enhanced::Request::Session { .. }))
+        )
     }
 }
