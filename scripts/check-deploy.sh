@@ -83,6 +83,49 @@ install_packages() {
     return "$status"
 }
 
+# need_promtool CHECK: true when promtool is there; otherwise CHECK fails, saying so.
+need_promtool() {
+    command -v promtool >/dev/null 2>&1 || { fail "$1" "promtool is not installed"; return 1; }
+}
+
+# need_python CHECK: sets py to a python3 with PyYAML; otherwise CHECK fails, saying so.
+need_python() {
+    py=$(find_python) || { fail "$1" "no python3 with PyYAML"; return 1; }
+}
+
+# What the checks written in Python share (they import it): check() collects what is wrong,
+# finish() prints it and fails, or prints the summary; short_mounts() reads a compose service's
+# volumes in either syntax.
+cat >"$WORK/deploycheck.py" <<'PY'
+import sys
+
+problems = []
+
+
+def check(condition, message):
+    if not condition:
+        problems.append(message)
+
+
+def finish(summary):
+    if problems:
+        print("\n".join(dict.fromkeys(problems)))
+        sys.exit(1)
+    print(summary)
+
+
+def short_mounts(service):
+    out = []
+    for volume in service.get("volumes") or []:
+        if isinstance(volume, str):
+            out.append(volume)
+        else:
+            ro = ":ro" if volume.get("read_only") else ""
+            out.append(f"{volume.get('source')}:{volume.get('target')}{ro}")
+    return out
+PY
+export PYTHONPATH="$WORK${PYTHONPATH:+:$PYTHONPATH}"
+
 missing=()
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
@@ -190,10 +233,7 @@ PY
 # ---- prometheus: promtool check config -------------------------------------------------------
 
 check_prometheus() {
-    if ! command -v promtool >/dev/null 2>&1; then
-        fail prometheus "promtool is not installed"
-        return
-    fi
+    need_promtool prometheus || return
     local out
     if out=$(promtool check config deploy/prometheus/prometheus.yml 2>&1); then
         ok prometheus "deploy/prometheus/prometheus.yml passes promtool check config ($(promtool --version 2>&1 | head -n1 | awk '{print $3}')), with its rule files"
@@ -206,10 +246,7 @@ check_prometheus() {
 
 check_alerts() {
     local f=deploy/prometheus/alerts.yml out
-    if ! command -v promtool >/dev/null 2>&1; then
-        fail alerts "promtool is not installed"
-        return
-    fi
+    need_promtool alerts || return
     if out=$(promtool check rules "$f" 2>&1); then
         ok alerts "$f passes promtool check rules ($(grep -Eo '[0-9]+ rules found' <<<"$out"))"
     else
@@ -220,18 +257,12 @@ check_alerts() {
 # Every rule in alerts.yml must be exercised by a test: promtool only runs the tests there are.
 check_alert_tests() {
     local f=deploy/prometheus/alerts.test.yml out py untested
-    if ! command -v promtool >/dev/null 2>&1; then
-        fail alert-tests "promtool is not installed"
-        return
-    fi
+    need_promtool alert-tests || return
     if ! out=$(promtool test rules "$f" 2>&1); then
         fail alert-tests "$f fails promtool test rules" "$out"
         return
     fi
-    if ! py=$(find_python); then
-        fail alert-tests "no python3 with PyYAML to match tests to rules"
-        return
-    fi
+    need_python alert-tests || return
     if ! untested=$("$py" - deploy/prometheus/alerts.yml "$f" 2>&1 <<'PY'
 import sys
 
@@ -265,14 +296,8 @@ PY
 # variables replaced by values of the right kind, and `promtool check rules` parses them all.
 check_dashboard() {
     local f=deploy/grafana/bandsync.json py out rules="$WORK/dashboard-rules.yml"
-    if ! py=$(find_python); then
-        fail dashboard "no python3 with PyYAML"
-        return
-    fi
-    if ! command -v promtool >/dev/null 2>&1; then
-        fail dashboard "promtool is not installed"
-        return
-    fi
+    need_python dashboard || return
+    need_promtool dashboard || return
     local status=0
     out=$("$py" - "$f" deploy/grafana/provisioning/datasources/prometheus.yml "$rules" 2>&1 <<'PY'
 import json
@@ -280,14 +305,9 @@ import re
 import sys
 
 import yaml
+from deploycheck import check, finish
 
 dashboard_path, datasource_path, rules_path = sys.argv[1:4]
-problems = []
-
-
-def check(condition, message):
-    if not condition:
-        problems.append(message)
 
 
 with open(dashboard_path) as f:
@@ -395,10 +415,7 @@ with open(rules_path, "w") as f:
     for i, (where, _) in enumerate(exprs):
         f.write(f"# dashboard:expr_{i} = {where}\n")
 
-if problems:
-    print("\n".join(dict.fromkeys(problems)))
-    sys.exit(1)
-print(f"{len([p for p in panels if p.get('type') != 'row'])} panels, {len(exprs)} expressions")
+finish(f"{len([p for p in panels if p.get('type') != 'row'])} panels, {len(exprs)} expressions")
 PY
     ) || status=$?
     # The expressions are parsed even when the structure is wrong, so one run reports both.
@@ -428,29 +445,18 @@ $(grep -f <(printf '%s\n' "$names") "$rules" || true)"
 
 check_grafana() {
     local py out
-    if ! py=$(find_python); then
-        fail grafana "no python3 with PyYAML"
-        return
-    fi
+    need_python grafana || return
     if out=$("$py" - 2>&1 <<'PY'
-import json
 import posixpath
 
 import yaml
-
-problems = []
-
-
-def check(condition, message):
-    if not condition:
-        problems.append(message)
+from deploycheck import check, finish, short_mounts
 
 
 datasources = yaml.safe_load(open("deploy/grafana/provisioning/datasources/prometheus.yml")).get("datasources") or []
 providers = yaml.safe_load(open("deploy/grafana/provisioning/dashboards/bandsync.yml")).get("providers") or []
 prometheus = yaml.safe_load(open("deploy/prometheus/prometheus.yml"))
 compose = yaml.safe_load(open("docker-compose.yml"))
-dashboard = json.load(open("deploy/grafana/bandsync.json"))
 
 check(len(datasources) == 1, f"{len(datasources)} datasources provisioned, expected 1")
 ds = datasources[0] if datasources else {}
@@ -467,17 +473,13 @@ check(len(providers) == 1, f"{len(providers)} dashboard providers, expected 1")
 provider = providers[0] if providers else {}
 path = (provider.get("options") or {}).get("path")
 check(provider.get("type") == "file" and path, "the dashboard provider is not a file provider with a path")
-mounts = [m for m in compose.get("services", {}).get("grafana", {}).get("volumes") or [] if isinstance(m, str)]
+mounts = short_mounts(compose.get("services", {}).get("grafana", {}))
 dashboard_mount = [m for m in mounts if m.startswith("./deploy/grafana/bandsync.json:")]
 check(dashboard_mount and posixpath.dirname(dashboard_mount[0].split(":")[1]) == path,
       f"docker-compose.yml does not mount deploy/grafana/bandsync.json in the provider's folder {path}")
 check(provider.get("allowUiUpdates") is False, "the provider lets the UI save over the provisioned dashboard")
-check(dashboard.get("uid") == "bandsync", "the dashboard's uid is not bandsync")
 
-if problems:
-    print("\n".join(problems))
-    raise SystemExit(1)
-print(f"datasource uid {ds['uid']} -> {ds['url']}, dashboards from {path}")
+finish(f"datasource uid {ds.get('uid')} -> {ds.get('url')}, dashboards from {path}")
 PY
     ); then
         ok grafana "deploy/grafana/provisioning: $out"
@@ -490,23 +492,15 @@ PY
 
 check_compose() {
     local py out
-    if ! py=$(find_python); then
-        fail compose "no python3 with PyYAML"
-        return
-    fi
+    need_python compose || return
     if out=$("$py" - docker-compose.yml deploy/prometheus/prometheus.yml deploy/nginx.conf 2>&1 <<'PY'
 import re
 import sys
 
 import yaml
+from deploycheck import check, finish, short_mounts
 
 compose_path, prometheus_path, nginx_path = sys.argv[1:4]
-problems = []
-
-
-def check(condition, message):
-    if not condition:
-        problems.append(message)
 
 
 def env_of(service):
@@ -514,17 +508,6 @@ def env_of(service):
     if isinstance(env, list):
         env = dict(item.split("=", 1) if "=" in item else (item, None) for item in env)
     return {k: (None if v is None else str(v)) for k, v in env.items()}
-
-
-def short_mounts(service):
-    out = []
-    for volume in service.get("volumes") or []:
-        if isinstance(volume, str):
-            out.append(volume)
-        else:
-            ro = ":ro" if volume.get("read_only") else ""
-            out.append(f"{volume.get('source')}:{volume.get('target')}{ro}")
-    return out
 
 
 def published(service):
@@ -630,10 +613,7 @@ with open(nginx_path) as f:
     upstream = set(re.findall(r"^\s*server\s+([\w.-]+:\d+)\s*;", f.read(), re.M))
 check(upstream == instances, f"nginx.conf upstream is {sorted(upstream)}, expected {sorted(instances)}")
 
-if problems:
-    print("\n".join(problems))
-    sys.exit(1)
-print(f"{len(services)} services")
+finish(f"{len(services)} services")
 PY
     ); then
         ok compose "docker-compose.yml: $out, redis password, distinct SERVER_IDs, nginx :80, prometheus config and rules, grafana"
