@@ -217,6 +217,17 @@ export function events(socket, { all = false } = {}) {
 /** Names of events received since the last mark (server `ping`s and local `$disconnect` left out). */
 export const names = (socket) => events(socket).map((e) => e.event).filter((n) => n !== "$disconnect");
 
+/** Waits until `socket` has had no `event` for quietMs, counting from now (maxMs at most). */
+export async function quiet(socket, event, quietMs = 500, maxMs = 8000) {
+  const since = Date.now();
+  const deadline = since + maxMs;
+  for (;;) {
+    const last = Math.max(since, events(socket).findLast((e) => e.event === event)?.at ?? 0);
+    if (Date.now() - last >= quietMs || Date.now() > deadline) return;
+    await sleep(50);
+  }
+}
+
 /** Waits `ms` then returns (and consumes) all matching events since the last mark. */
 export async function collect(socket, event, ms, predicate) {
   await sleep(ms);

@@ -98,10 +98,10 @@ export async function enhancedJoin(socket, sessionId, extra = {}) {
 /**
  * n enhanced websocket clients in a fresh session: the first creates it (and leads), the others join
  * in order; resolves once every member has seen memberCount n, all marked clean.
- * displayNames: optional names per member.
+ * displayNames: optional names per member; connectOpts: options for connect (e.g. {transport: "polling"}).
  */
-export async function enhancedBand(url, n, createExtra = {}, displayNames = []) {
-  const members = await connectMany(url, n);
+export async function enhancedBand(url, n, createExtra = {}, displayNames = [], connectOpts = {}) {
+  const members = await connectMany(url, n, connectOpts);
   const dn = (i) => (displayNames[i] ? { displayName: displayNames[i] } : {});
   const { sessionId, bandId } = await createSession(members[0], { ...dn(0), ...createExtra });
   for (let i = 1; i < n; i++) await enhancedJoin(members[i], sessionId, dn(i));

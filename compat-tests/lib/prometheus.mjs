@@ -243,6 +243,13 @@ function checkSummary(f) {
   for (const key of counts.keys()) if (!sums.has(key)) throw new Error(`summary ${n}${key}: _count without _sum`);
 }
 
+/** A server's `/metrics`, parsed; anything but a 200 fails. `url` is the server's base URL. */
+export async function scrapeMetrics(url) {
+  const r = await fetch(`${url}/metrics`);
+  if (r.status !== 200) throw new Error(`GET ${url}/metrics answered ${r.status}`);
+  return parsePrometheusText(await r.text());
+}
+
 /** The value of the series with exactly these labels, or undefined when absent. */
 export function sampleValue(parsed, name, labels = {}) {
   const key = seriesKey(name, labels);

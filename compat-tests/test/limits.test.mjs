@@ -20,7 +20,7 @@ import {
 import { ack, ackError, ackOk, createSession } from "../lib/enhanced.mjs";
 import { pollHttp } from "../lib/cluster.mjs";
 import { pollingUrl, wsUrl } from "../lib/raw.mjs";
-import { delta, parsePrometheusText, sampleValue } from "../lib/prometheus.mjs";
+import { delta, sampleValue, scrapeMetrics } from "../lib/prometheus.mjs";
 
 const [limited, capped, guarded, fewSessions, cors] = useServers(
   // Default rate limits, with a flood cut off sooner than the 10 s default so the test is short.
@@ -32,7 +32,7 @@ const [limited, capped, guarded, fewSessions, cors] = useServers(
   { CORS_ORIGIN: "https://band.example" },
 );
 
-const scrape = async (server) => parsePrometheusText(await (await fetch(`${server.url}/metrics`)).text());
+const scrape = (server) => scrapeMetrics(server.url);
 /** `error {code: RATE_LIMITED}` received since the socket's last mark. */
 const rateLimitNotices = (socket) =>
   events(socket, { all: true }).filter((e) => e.event === "error" && e.data?.code === "RATE_LIMITED");

@@ -7,14 +7,14 @@ import { useServers } from "../lib/setup.mjs";
 import { httpGet } from "../lib/server.mjs";
 import { connect, expectError, join, sid, waitFor } from "../lib/client.mjs";
 import { ackOk, createSession, enhancedJoin } from "../lib/enhanced.mjs";
-import { delta, parsePrometheusText, sampleValue } from "../lib/prometheus.mjs";
+import { delta, sampleValue, scrapeMetrics } from "../lib/prometheus.mjs";
 
 const [warned, retired] = useServers(
   { LEGACY_EVENTS: "warn", LEGACY_PING_INTERVAL_MS: "0" },
   { LEGACY_EVENTS: "off", LEGACY_PING_INTERVAL_MS: "0" },
 );
 
-const scrape = async (server) => parsePrometheusText((await httpGet(`${server.url}/metrics`)).text);
+const scrape = (server) => scrapeMetrics(server.url);
 
 test("LEGACY_EVENTS=warn: legacy clients are served as ever; each legacy connection is counted once and logged", async () => {
   const before = await scrape(warned);

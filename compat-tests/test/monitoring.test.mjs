@@ -21,9 +21,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { REPO_ROOT, startServer, httpGet, sleep } from "../lib/server.mjs";
-import { startRedis, keyPrefix } from "../lib/redis.mjs";
-import { redisEnv } from "../lib/cluster.mjs";
+import { REPO_ROOT, httpGet, sleep } from "../lib/server.mjs";
+import { startCluster } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, join, syncState } from "../lib/client.mjs";
 import { ack, ackOk, enhancedJoin } from "../lib/enhanced.mjs";
 import { parsePrometheusText } from "../lib/prometheus.mjs";
@@ -37,10 +36,13 @@ const HISTOGRAM_SUFFIX = /_(bucket|sum|count)$/;
 
 // ---- the expressions ------------------------------------------------------------------------
 
+/** The dashboard's panels, those inside collapsed rows included. */
+const allPanels = (dashboard) => (dashboard.panels ?? []).flatMap((p) => [p, ...(p.panels ?? [])]);
+
 /** Every PromQL expression of the dashboard, as {where, expr}: panel queries and query variables. */
 function dashboardExprs(dashboard) {
   const out = [];
-  const panels = (dashboard.panels ?? []).flatMap((p) => [p, ...(p.panels ?? [])]);
+  const panels = allPanels(dashboard);
   for (const p of panels) {
     for (const t of p.targets ?? []) {
       if (t.expr) out.push({ where: `dashboard panel "${p.title}" (${t.refId})`, expr: t.expr });
@@ -123,13 +125,12 @@ const dashboard = JSON.parse(readFileSync(DASHBOARD, "utf8"));
 const alertsText = readFileSync(ALERTS, "utf8");
 const exprs = [...dashboardExprs(dashboard), ...ruleExprs(alertsText)];
 
-let redis;
-let server;
+let cluster; // one instance on its own redis-server
 let scraped; // {text, parsed} of /metrics after the session
 
 before(async () => {
-  redis = await startRedis();
-  server = await startServer(redisEnv(redis, keyPrefix("mon")));
+  cluster = await startCluster(1);
+  const [server] = cluster.servers;
   const S = sid("mon");
 
   // A legacy member (the phone app): joins and leads, plays, sets the tempo.
@@ -160,14 +161,13 @@ before(async () => {
 
 after(async () => {
   closeAll();
-  await server?.stop();
-  await redis?.stop();
+  await cluster?.stop();
 });
 
 // ---- the checks -----------------------------------------------------------------------------
 
 test("the expressions are found: every dashboard panel's queries and every alert rule's expr", () => {
-  const panels = (dashboard.panels ?? []).flatMap((p) => [p, ...(p.panels ?? [])]).filter((p) => p.type !== "row");
+  const panels = allPanels(dashboard).filter((p) => p.type !== "row");
   for (const p of panels) {
     assert.ok(exprs.some((e) => e.where.startsWith(`dashboard panel "${p.title}"`)), `no query found in panel "${p.title}"`);
   }
