@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { useServers } from "../lib/setup.mjs";
 import { httpGet } from "../lib/server.mjs";
 import { connect, events, expectNo, join, mark, sid, sleep, waitFor } from "../lib/client.mjs";
-import { ack, ackError, ackOk, createSession, enhancedJoin } from "../lib/enhanced.mjs";
+import { ackError, ackOk, createSession, enhancedJoin } from "../lib/enhanced.mjs";
 import { startCluster, pollHttp } from "../lib/cluster.mjs";
 import { startProxy } from "../lib/proxy.mjs";
 
@@ -35,15 +35,22 @@ async function onStage(port) {
   return { socket, proxy };
 }
 
-/** Resolves once `socket` has reconnected (its next connect); runs `rejoin` then, as the app would. */
-const reconnected = (socket, timeoutMs = 15_000) =>
-  new Promise((resolve, reject) => {
+/**
+ * Cuts the stage client's network for `ms`; resolves with its new socket id once it has
+ * reconnected by itself. Listening starts before the cut, so a quick reconnection is not missed.
+ */
+function dropFor({ socket, proxy }, ms, timeoutMs = 15_000) {
+  const back = new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("the client did not reconnect")), timeoutMs);
     socket.once("connect", () => {
       clearTimeout(timer);
       resolve(socket.id);
     });
   });
+  back.catch(() => {}); // awaited later; a test failing first must not leave it unhandled
+  proxy.cut(ms);
+  return back;
+}
 
 /** The longest silence in `event` at `socket` between `from` and `to` (ms), edges included. */
 function longestGap(socket, event, from, to) {
@@ -63,7 +70,8 @@ const named = (socket, name) => events(socket).filter((e) => e.event === name);
 
 test("a legacy leader dropped for 5 s: the band plays on without a gap, and the leader takes the lead back with set_role", async (ctx) => {
   const sessionId = sid("stage-legacy");
-  const { socket: leader, proxy } = await onStage(main.port);
+  const stage = await onStage(main.port);
+  const { socket: leader } = stage;
   const followers = [await connect(main.url), await connect(main.url)];
   await join(leader, sessionId, { displayName: "Keys" });
   for (const f of followers) await join(f, sessionId);
@@ -74,8 +82,7 @@ test("a legacy leader dropped for 5 s: the band plays on without a gap, and the 
   const from = Date.now();
   await sleep(300);
 
-  proxy.cut(5000);
-  const newId = await reconnected(leader);
+  const newId = await dropFor(stage, 5000);
   // What the app does on reconnecting: join again, then take the lead back (LEADER_POLICY=open).
   leader.emit("join_session", { sessionId, displayName: "Keys" });
   await waitFor(leader, "snapshot", { sessionId }, 3000);
@@ -83,7 +90,6 @@ test("a legacy leader dropped for 5 s: the band plays on without a gap, and the 
   await waitFor(followers[0], "snapshot", (s) => s.leaderSocketId === newId, 3000);
   const back = Date.now();
   ctx.diagnostic(`back in the lead ${back - from} ms after the drop began`);
-  assert.ok(back - from >= 5000, "the drop was shorter than 5 s");
 
   // The old seat's grace ends (it was a follower by then): a plain leave, the band still playing.
   const left = await waitFor(followers[0], "user_left", { socketId: oldId }, GRACE_MS + 2000);
@@ -110,7 +116,8 @@ test("a legacy leader dropped for 5 s: the band plays on without a gap, and the 
 });
 
 test("an enhanced leader dropped for 5 s: members hear 'reconnecting', the same userId takes the seat back with the lead, streams never stop", async (ctx) => {
-  const { socket: leader, proxy } = await onStage(main.port);
+  const stage = await onStage(main.port);
+  const { socket: leader } = stage;
   const { sessionId } = await createSession(leader, { userId: "u-keys", displayName: "Keys" });
   const enhancedFollower = await connect(main.url);
   await enhancedJoin(enhancedFollower, sessionId, { userId: "u-drums" });
@@ -124,7 +131,7 @@ test("an enhanced leader dropped for 5 s: members hear 'reconnecting', the same 
   const from = Date.now();
   await sleep(300);
 
-  proxy.cut(5000);
+  const back = dropFor(stage, 5000);
   const held = await waitFor(enhancedFollower, "session:member_update", { action: "reconnecting" }, 2000);
   assert.equal(held.socketId, oldId);
   assert.equal(held.memberCount, 3, "the held seat still counts");
@@ -132,7 +139,7 @@ test("an enhanced leader dropped for 5 s: members hear 'reconnecting', the same 
   const seat = stored.body.members.find((m) => m.socketId === oldId);
   assert.equal(seat?.reconnecting, true, `the sessions API shows the seat held: ${stored.text}`);
 
-  const newId = await reconnected(leader);
+  const newId = await back;
   const answer = await ackOk(leader, "session:join", { sessionId, userId: "u-keys" });
   assert.equal(answer.resumed, true);
   assert.equal(answer.member.socketId, newId);
@@ -172,7 +179,8 @@ test("an enhanced leader dropped for 5 s: members hear 'reconnecting', the same 
 });
 
 test("a resume token takes its seat back; an old, foreign or made-up token is refused with UNAUTHORIZED and changes nothing", async () => {
-  const { socket: drummer, proxy } = await onStage(main.port);
+  const stage = await onStage(main.port);
+  const { socket: drummer } = stage;
   const creator = await connect(main.url);
   const { sessionId } = await createSession(creator);
   const other = await createSession(await connect(main.url));
@@ -181,9 +189,9 @@ test("a resume token takes its seat back; an old, foreign or made-up token is re
   assert.match(token, /^[0-9a-f]{32}$/);
   const oldId = drummer.id;
 
-  proxy.cut(1500);
+  const back = dropFor(stage, 1500);
   await waitFor(creator, "session:member_update", { action: "reconnecting", socketId: oldId }, 2000);
-  const newId = await reconnected(drummer);
+  const newId = await back;
   const answer = await ackOk(drummer, "session:join", { sessionId, resumeToken: token });
   assert.deepEqual([answer.resumed, answer.member.socketId, answer.member.displayName], [true, newId, "Drums"]);
   assert.notEqual(answer.resumeToken, token, "a fresh token for the seat");
@@ -205,10 +213,21 @@ test("a resume token takes its seat back; an old, foreign or made-up token is re
   const afterwards = (await httpGet(`${main.url}/api/sessions/${sessionId}`)).body;
   assert.deepEqual(afterwards.members, before.members, "refused joins changed the session");
   await expectNo(creator, "session:member_update", 200);
+
+  // Back before the server saw the drop: the token takes the seat from the connection the server
+  // still counts as open, which is closed.
+  const quick = await connect(main.url);
+  const closed = new Promise((resolve) => drummer.once("disconnect", resolve));
+  const taken = await ackOk(quick, "session:join", { sessionId, resumeToken: answer.resumeToken });
+  assert.deepEqual([taken.resumed, taken.member.socketId, taken.member.displayName], [true, quick.id, "Drums"]);
+  assert.equal(await closed, "io server disconnect", "the seat's old connection is closed");
+  const now = (await httpGet(`${main.url}/api/sessions/${sessionId}`)).body;
+  assert.deepEqual(now.members.map((m) => m.socketId).sort(), [creator.id, quick.id].sort());
 });
 
 test("a drop longer than the grace: the usual leave, exactly once; the returning client gets a new seat", async () => {
-  const { socket: leader, proxy } = await onStage(short.port);
+  const stage = await onStage(short.port);
+  const { socket: leader } = stage;
   const { sessionId, ack: created } = await createSession(leader, { userId: "u-keys" });
   const enhancedFollower = await connect(short.url);
   await enhancedJoin(enhancedFollower, sessionId);
@@ -218,7 +237,7 @@ test("a drop longer than the grace: the usual leave, exactly once; the returning
   const oldId = leader.id;
   mark(enhancedFollower, legacyFollower);
 
-  proxy.cut(SHORT_GRACE_MS + 2000);
+  const back = dropFor(stage, SHORT_GRACE_MS + 2000);
   await waitFor(enhancedFollower, "session:member_update", { action: "reconnecting" }, 2000);
   const election = await waitFor(enhancedFollower, "leader:election", undefined, SHORT_GRACE_MS + 2000);
   assert.deepEqual([election.oldLeader, election.newLeader, election.reason], [oldId, enhancedFollower.id, "leader_disconnected"]);
@@ -227,7 +246,7 @@ test("a drop longer than the grace: the usual leave, exactly once; the returning
   assert.equal(changed.socketId, enhancedFollower.id);
   await waitFor(legacyFollower, "user_left", { socketId: oldId }, 1000);
 
-  const newId = await reconnected(leader);
+  const newId = await back;
   await ackError(leader, "session:join", { sessionId, resumeToken: created.resumeToken }, "UNAUTHORIZED");
   const again = await ackOk(leader, "session:join", { sessionId, userId: "u-keys" });
   assert.equal(again.resumed, undefined, "nothing to take back after the grace");
@@ -258,7 +277,8 @@ test("two instances on Redis: a seat held on A counts against capacity, shows on
   const cluster = await startCluster(2, { RESUME_GRACE_MS: String(GRACE_MS) });
   ctx.after(() => cluster.stop());
   const [a, b] = cluster.servers;
-  const { socket: leader, proxy } = await onStage(a.port);
+  const stage = await onStage(a.port);
+  const { socket: leader } = stage;
   const { sessionId } = await createSession(leader, { userId: "u-keys", maxMembers: 2 });
   const follower = await connect(b.url);
   await enhancedJoin(follower, sessionId);
@@ -266,8 +286,8 @@ test("two instances on Redis: a seat held on A counts against capacity, shows on
   const oldId = leader.id;
 
   // The network drops, and the balancer sends the client's reconnection to B.
-  proxy.retarget(b.port);
-  proxy.cut(2000);
+  stage.proxy.retarget(b.port);
+  const back = dropFor(stage, 2000);
   await waitFor(follower, "session:member_update", { action: "reconnecting", socketId: oldId }, 3000);
   const onB = await pollHttp(`${b.url}/api/sessions/${sessionId}`, (r) =>
     r.body?.members?.some((m) => m.socketId === oldId && m.reconnecting),
@@ -276,7 +296,7 @@ test("two instances on Redis: a seat held on A counts against capacity, shows on
   const latecomer = await connect(b.url);
   await ackError(latecomer, "session:join", { sessionId }, "SESSION_FULL");
 
-  const newId = await reconnected(leader);
+  const newId = await back;
   const answer = await ackOk(leader, "session:join", { sessionId, userId: "u-keys" });
   assert.deepEqual([answer.resumed, answer.member.role], [true, "leader"]);
   await waitFor(follower, "leader:election", { newLeader: newId, reason: "resumed" }, 2000);
@@ -316,8 +336,7 @@ test("an instance lost while it holds seats: the sweep ends each seat still held
   // Both lose their network; one comes back through the balancer, to B, and takes its seat back.
   stranded.proxy.cut(600_000);
   returning.proxy.retarget(b.port);
-  returning.proxy.cut(1500);
-  const newId = await reconnected(returning.socket);
+  const newId = await dropFor(returning, 1500);
   assert.equal((await ackOk(returning.socket, "session:join", { sessionId, userId: "u-returning" })).resumed, true);
 
   const t0 = Date.now();
