@@ -14,9 +14,11 @@ import { startProxy } from "../lib/proxy.mjs";
 
 const GRACE_MS = 8000;
 const SHORT_GRACE_MS = 1500;
-const [main, short] = useServers(
+const [main, short, small] = useServers(
   { RESUME_GRACE_MS: String(GRACE_MS), LEGACY_PING_INTERVAL_MS: "0" },
   { RESUME_GRACE_MS: String(SHORT_GRACE_MS), LEGACY_PING_INTERVAL_MS: "0" },
+  // Sessions of three: a full band is three phones.
+  { RESUME_GRACE_MS: String(GRACE_MS), LEGACY_PING_INTERVAL_MS: "0", MAX_SESSION_MEMBERS: "3" },
 );
 
 const proxies = [];
@@ -255,6 +257,33 @@ test("a drop longer than the grace: the usual leave, exactly once; the returning
   const leaves = named(enhancedFollower, "session:member_update").filter((e) => e.data.action === "left");
   assert.equal(leaves.length, 1, "left exactly once");
   assert.equal(named(legacyFollower, "user_left").length, 1, "user_left exactly once");
+});
+
+test("a full legacy band whose leader drops: the app's re-join takes the held seat back, lead included, with no error and no stop", async () => {
+  const sessionId = sid("full-legacy");
+  const stage = await onStage(small.port);
+  const { socket: leader } = stage;
+  const followers = [await connect(small.url), await connect(small.url)];
+  await join(leader, sessionId);
+  for (const f of followers) await join(f, sessionId);
+  leader.emit("play", { sessionId });
+  await waitFor(followers[0], "play", undefined, 2000);
+  mark(leader, ...followers);
+
+  const newId = await dropFor(stage, 1500);
+  // What the app does on reconnecting: join again. The session is full: the held seat is its own.
+  const snapshot = await join(leader, sessionId);
+  assert.equal(snapshot.leaderSocketId, newId, "the returning leader leads again");
+  assert.equal(snapshot.isPlaying, true);
+  assert.equal(snapshot.members.length, 3);
+  await waitFor(followers[0], "snapshot", (s) => s.leaderSocketId === newId, 2000);
+  await sleep(GRACE_MS - 1000); // past the old connection's grace
+  for (const socket of [leader, ...followers]) {
+    const got = events(socket, { all: true });
+    assert.deepEqual(got.filter((e) => e.event === "error").map((e) => e.data), [], "an error reached a musician");
+    assert.deepEqual(got.filter((e) => ["pause", "stop", "user_left"].includes(e.event)).map((e) => e.event), []);
+  }
+  assert.equal((await httpGet(`${small.url}/api/sessions/${sessionId}`)).body.isPlaying, true);
 });
 
 test("an explicit disconnect still ends the seat at once, grace or not", async () => {

@@ -55,8 +55,6 @@ enum Seat {
     New,
     /// The held seat at this index, taken back (see [`resume`]).
     Reclaimed(usize),
-    /// A new seat, in place of the held legacy seat at this index, which ends first.
-    Replacing(usize),
 }
 
 /// Whether `joiner` may take a seat in the session as it stands: a seated member keeps its own;
@@ -87,8 +85,8 @@ fn seat_for(session: &Session, joiner: &Joiner, now: Millis) -> Result<Seat, Cor
         return Ok(Seat::Reclaimed(index));
     }
     if session.is_full() {
-        return resume::replaceable_seat(session, joiner)
-            .map(Seat::Replacing)
+        return resume::legacy_seat_for(session, joiner)
+            .map(Seat::Reclaimed)
             .ok_or(CoreError::SessionFull { max: session.max_members });
     }
     Ok(Seat::New)
@@ -108,11 +106,9 @@ pub(super) fn join(
         }
         return Ok(vec![Outcome::SnapshotToSender]);
     }
-    let mut outcomes = match seat_for(session, joiner, now)? {
-        Seat::Reclaimed(index) => return Ok(resume::resume(session, index, by, joiner, now)),
-        Seat::Replacing(index) => resume::end_held_seat(session, index, now),
-        Seat::New => Vec::new(),
-    };
+    if let Seat::Reclaimed(index) = seat_for(session, joiner, now)? {
+        return Ok(resume::resume(session, index, by, joiner, now));
+    }
     let display_name = joiner.display_name.clone().unwrap_or_else(|| default_display_name(by));
     let display_name = display_name.as_str();
     session.members.push(Member {
@@ -139,7 +135,7 @@ pub(super) fn join(
         }
     }
     let member = session.member(by).cloned().expect("just seated");
-    outcomes.extend([Outcome::SnapshotToSender, Outcome::Joined { member }]);
+    let mut outcomes = vec![Outcome::SnapshotToSender, Outcome::Joined { member }];
     if takes_lead {
         outcomes.push(Outcome::LeadChanged { previous, new: Some(by.to_owned()), reason: LeadChange::Joined });
     }

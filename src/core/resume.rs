@@ -12,17 +12,17 @@
 //!   passcode).
 //!
 //! A legacy client has no identity to come back with. When a legacy join finds the session full
-//! and a follower's legacy seat held, it ends that seat's grace (the usual leave) and sits in its
-//! place: the likeliest owner of that seat is the client joining. A held leader's seat is never
-//! ended so: anyone may join a legacy session by its name, and ending it would stop the band.
+//! and a legacy seat held, the joiner takes that seat back: in a full session the likeliest owner
+//! of a held seat is the client joining, and a returning leader that got a new seat instead, or
+//! none, would cost the band its lead and its playback when the grace ended. Followers' seats go
+//! first, the longest held first; the leader's only when no follower's is held. In a session with
+//! room, a legacy joiner gets a new seat, and a returning leader takes the lead back with
+//! `set_role`.
 
 use super::{
-    CoreError, Joiner, LeaveCause, Millis, Outcome, Session, Vocabulary, membership,
+    CoreError, Joiner, Millis, Outcome, Session, Vocabulary,
     passcode::{salted_digest, same_secret},
 };
-
-/// What a legacy seat ended to make room for a returning legacy client leaves with.
-pub const SEAT_TAKEN: &str = "seat taken by a new connection";
 
 /// The digest of a resume token, as a seat of `session_id` keeps it.
 pub fn token_digest(session_id: &str, token: &str) -> String {
@@ -53,9 +53,9 @@ pub(super) fn reclaimed_seat(session: &Session, joiner: &Joiner, now: Millis) ->
         .position(|m| m.user_id.as_ref() == Some(user_id) && m.reconnecting_until.is_some_and(|until| now < until)))
 }
 
-/// The held legacy seat a legacy joiner may take the place of in a full session: a follower's
-/// (ending it changes nothing else), the longest held first.
-pub(super) fn replaceable_seat(session: &Session, joiner: &Joiner) -> Option<usize> {
+/// The held legacy seat a legacy joiner takes back in a full session: a follower's before the
+/// leader's, the longest held first.
+pub(super) fn legacy_seat_for(session: &Session, joiner: &Joiner) -> Option<usize> {
     if joiner.vocabulary != Vocabulary::Legacy {
         return None;
     }
@@ -63,16 +63,10 @@ pub(super) fn replaceable_seat(session: &Session, joiner: &Joiner) -> Option<usi
         .members
         .iter()
         .enumerate()
-        .filter(|(_, m)| m.vocabulary == Vocabulary::Legacy && !session.is_leader(&m.socket_id))
-        .filter_map(|(i, m)| m.reconnecting_until.map(|until| (until, i)))
+        .filter(|(_, m)| m.vocabulary == Vocabulary::Legacy)
+        .filter_map(|(i, m)| m.reconnecting_until.map(|until| (session.is_leader(&m.socket_id), until, i)))
         .min()
-        .map(|(_, i)| i)
-}
-
-/// Ends the held seat at `index` with the usual leave, to seat a returning legacy client.
-pub(super) fn end_held_seat(session: &mut Session, index: usize, now: Millis) -> Vec<Outcome> {
-    let socket_id = session.members[index].socket_id.clone();
-    membership::leave(session, &socket_id, LeaveCause::Disconnected(SEAT_TAKEN.into()), now)
+        .map(|(_, _, i)| i)
 }
 
 /// Seats `by` in the seat at `index`, as it was: role, lead, place in the join order, profile.
@@ -101,7 +95,7 @@ pub(super) fn resume(session: &mut Session, index: usize, by: &str, joiner: &Joi
 mod tests {
     use super::*;
     use crate::core::{
-        Action, Command, Creation, LeadChange, Passcode, Role, SessionSetup, apply,
+        Action, Command, Creation, LeadChange, LeaveCause, Passcode, Role, SessionSetup, apply,
         test_support::{join_at, run},
     };
 
@@ -226,27 +220,29 @@ mod tests {
     }
 
     #[test]
-    fn a_legacy_joiner_of_a_full_session_takes_the_place_of_a_held_legacy_seat() {
+    fn a_legacy_joiner_of_a_full_session_takes_a_held_legacy_seat_back_a_followers_first() {
         let mut slot = None;
         for (i, name) in ["lead", "f1", "f2"].iter().enumerate() {
             join_at(&mut slot, name, name, false, i as i64).unwrap();
         }
-        // seated() joins with room for 8: make it full at 3.
+        // join_at seats with room for 8: make it full at 3.
         slot.as_mut().unwrap().max_members = 3;
+        run(&mut slot, "lead", Action::Start { tempo: None, time_signature: None, lead_ms: 0 }, 5).unwrap();
         run(&mut slot, "lead", Action::Suspend { until: 9_000 }, 10).unwrap();
         run(&mut slot, "f2", Action::Suspend { until: 8_000 }, 11).unwrap();
         let outcomes = join_at(&mut slot, "f2-again", "f2", false, 20).unwrap();
+        assert!(matches!(&outcomes[1], Outcome::Resumed { previous, .. } if previous == "f2"));
+        // Only the leader's seat is held now: the next legacy joiner takes it, lead and playback.
+        join_at(&mut slot, "lead-again", "lead", false, 30).unwrap();
         let session = slot.as_ref().unwrap();
-        assert!(session.member("f2").is_none(), "the follower's held seat is ended");
-        assert!(session.is_leader("lead"));
+        assert!(session.is_leader("lead-again"));
+        assert!(session.timeline.is_playing, "the band never stopped");
         assert_eq!(session.members.len(), 3);
-        assert!(matches!(&outcomes[..], [Outcome::Snapshot, Outcome::Left { .. }, ..]));
-        // The leader's held seat is never ended for a joiner: the session is full.
-        let err = join_at(&mut slot, "stranger", "X", false, 30).unwrap_err();
+        assert_eq!(session.connected_count(), 3);
+        // Nothing held: the session is full, for legacy and enhanced joiners alike.
+        let err = join_at(&mut slot, "stranger", "X", false, 40).unwrap_err();
         assert_eq!(err, CoreError::SessionFull { max: 3 });
-        assert!(slot.as_ref().unwrap().is_leader("lead"));
-        // An enhanced joiner has an identity of its own to come back with: the session is full.
-        let err = join_as(&mut slot, "e", enhanced(Some("u-e"), None, None), 30).unwrap_err();
+        let err = join_as(&mut slot, "e", enhanced(Some("u-e"), None, None), 50).unwrap_err();
         assert_eq!(err, CoreError::SessionFull { max: 3 });
     }
 }
