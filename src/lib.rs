@@ -10,6 +10,8 @@
 //! - [`protocol`]: event payloads in, rendered events out, for the legacy and enhanced
 //!   vocabularies; the only code that knows event names.
 //! - [`store`]: where sessions live (embedded in memory by default).
+//! - [`delivery`]: which members on this instance hear each change, in the session's revision
+//!   order and once each, wherever the change was made.
 //! - [`gateway`]: the socket.io handlers; one ordered queue per socket, its rate limits, and who
 //!   may connect.
 //! - [`sync`]: the sync engine, one scheduler per instance streaming positions and beats.
@@ -23,6 +25,7 @@
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod delivery;
 pub mod gateway;
 pub mod http;
 pub mod protocol;

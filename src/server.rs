@@ -16,6 +16,7 @@ use tokio::{net::TcpListener, task::JoinHandle};
 
 use crate::{
     config::Config,
+    delivery::Deliveries,
     gateway::{self, throttle::RateLimits},
     http,
     protocol::Limits,
@@ -116,7 +117,7 @@ impl Server {
         // reconnect (earlier, it would resubscribe to nothing, which Redis refuses).
         subscriber.manage_subscriptions();
         // Members this instance held before a restart cannot be connected any more.
-        tasks::evict_lost_members(&app, &io, true).await;
+        tasks::evict_lost_members(&app, true).await;
         Ok(Self { listener, metrics_listener, router, app, start_background, close_all })
     }
 
@@ -188,7 +189,8 @@ fn wire<A: Adapter + DefinedAdapter>(io: SocketIo<A>, app: Arc<AppState>) -> (A:
             tokio::spawn(tasks::metrics_feed(app.clone(), background_io.clone())),
             tokio::spawn(tasks::metrics_upkeep()),
             tokio::spawn(tasks::instance_heartbeat(app.clone())),
-            tokio::spawn(tasks::unseat_members_of_lost_instances(app.clone(), background_io.clone())),
+            tokio::spawn(tasks::unseat_members_of_lost_instances(app.clone())),
+            tokio::spawn(tasks::deliver_other_instances_changes(app.clone())),
             tokio::spawn(tasks::check_seats_of_rewritten_sessions(app.clone(), background_io)),
             tokio::spawn(tasks::follow_remote_changes(app)),
         ]
@@ -217,6 +219,7 @@ fn app_state(config: Config, server_id: String, store: Arc<dyn SessionStore>) ->
         sync_stats: Default::default(),
         started_at: Instant::now(),
         graces: Default::default(),
+        deliveries: Deliveries::new(Duration::from_millis(config.reorder_wait_ms)),
         draining: tokio::sync::watch::Sender::new(false),
         config,
     })

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::{
     config::Config,
+    delivery::Deliveries,
     gateway::{admission::Admission, grace::Graces, locks::SessionLocks, throttle::RateLimits},
     protocol::Limits,
     stats::SyncStats,
@@ -34,6 +35,8 @@ pub struct AppState {
     pub started_at: Instant,
     /// Seats held for members whose connection dropped, waiting for them to come back.
     pub graces: Graces,
+    /// Who on this instance hears each session's changes, in revision order.
+    pub deliveries: Deliveries,
     /// Set once shutdown begins: readiness fails, new work is refused, held seats end.
     pub draining: watch::Sender<bool>,
 }

@@ -11,6 +11,7 @@ use tokio::sync::broadcast;
 use crate::{
     clock::now_ms,
     core::Vocabulary,
+    delivery,
     gateway::{self, rooms},
     state::AppState,
     telemetry,
@@ -95,22 +96,22 @@ pub async fn instance_heartbeat(app: Arc<AppState>) {
 }
 
 /// Unseats the members of instances that died, looking every `PRESENCE_EVERY`.
-pub async fn unseat_members_of_lost_instances<A: Adapter>(app: Arc<AppState>, io: SocketIo<A>) {
+pub async fn unseat_members_of_lost_instances(app: Arc<AppState>) {
     let mut interval = tokio::time::interval(PRESENCE_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
-        evict_lost_members(&app, &io, false).await;
+        evict_lost_members(&app, false).await;
     }
 }
 
 /// Unseats members whose instance is gone; with `including_own`, this instance's too (at start-up,
 /// before any of its sockets can have joined).
-pub async fn evict_lost_members<A: Adapter>(app: &AppState, io: &SocketIo<A>, including_own: bool) {
+pub async fn evict_lost_members(app: &Arc<AppState>, including_own: bool) {
     match app.store.lost_members(including_own).await {
         Ok(lost) => {
             for (session_id, sockets) in lost {
-                gateway::server_changes::evict(app, io, &session_id, sockets, "instance lost").await;
+                gateway::server_changes::evict(app, &session_id, sockets, "instance lost").await;
             }
         }
         Err(err) => tracing::debug!(%err, "presence check failed"),
@@ -134,6 +135,16 @@ pub async fn follow_remote_changes(app: Arc<AppState>) {
     follow(changes, "other instances' changes", |session| {
         app.ticker.track(&session);
         app.graces.settle(&session);
+    })
+    .await;
+}
+
+/// Members here hear the changes other instances make, in each session's revision order.
+pub async fn deliver_other_instances_changes(app: Arc<AppState>) {
+    let Some(announcements) = app.store.shared_announcements() else { return };
+    follow(announcements, "other instances' announcements", |announcement| {
+        let gap = app.deliveries.submit(&announcement);
+        delivery::wait::watch(&app, &announcement.session_id, gap);
     })
     .await;
 }

@@ -138,6 +138,12 @@ pub struct Config {
           default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(0..=600_000))]
     pub resume_grace_ms: u64,
 
+    /// How long a change from another instance waits for an earlier one still on its way before
+    /// the members here are sent the session's current state instead of the missing change.
+    #[arg(long, env = "REORDER_WAIT_MS", value_name = "REORDER_WAIT_MS",
+          default_value_t = 250, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub reorder_wait_ms: u64,
+
     /// Events queued for one socket before further ones are refused with `RATE_LIMITED`.
     #[arg(long, env = "MAX_QUEUED_EVENTS", value_name = "MAX_QUEUED_EVENTS",
           default_value_t = 1024, value_parser = clap::value_parser!(u64).range(16..=1_000_000))]
@@ -339,6 +345,7 @@ mod tests {
         assert_eq!(config.legacy_tick_ms, 100);
         assert_eq!(config.leader_policy, LeaderPolicy::Open);
         assert_eq!(config.resume_grace_ms, 15_000);
+        assert_eq!(config.reorder_wait_ms, 250);
         assert_eq!(config.start_lead_ms, 250);
         assert_eq!((config.rate_limits.tempo_per_sec, config.rate_limits.tempo_burst), (20, 60));
         assert_eq!((config.rate_limits.joins_per_sec, config.rate_limits.joins_burst), (2, 10));

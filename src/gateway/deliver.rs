@@ -1,50 +1,56 @@
-//! Sends rendered emissions to their targets.
+//! Sends a change's rendered emissions: the sender's answer straight to it, everything else to the
+//! session's members through [`crate::delivery`], here and on every other instance.
 
-use socketioxide::{SocketIo, adapter::Adapter, extract::SocketRef};
+use std::sync::Arc;
 
-use super::rooms;
+use socketioxide::{adapter::Adapter, extract::SocketRef};
+
+use super::respond;
 use crate::{
+    delivery::{self, Announcement, Outgoing},
     protocol::{Emission, Target},
+    state::AppState,
+    store::{Applied, Backend},
     telemetry,
 };
 
-/// Sends `emissions` about session `session_id` in order. `sender` is absent for the server's own
-/// changes, which address no sender. With `local_only` (the other instances are unreachable) rooms
-/// get the emissions on this instance only; an emission the adapter fails to share is also
-/// delivered here, so an outage between instances never silences a room's local members.
+/// Sends `emissions`, rendered from `applied`, in order: those for `sender` to it at once, the
+/// others to the members ([`announce`]).
 pub async fn deliver<A: Adapter>(
-    io: &SocketIo<A>,
-    sender: Option<&SocketRef<A>>,
-    session_id: &str,
+    app: &Arc<AppState>,
+    sender: &SocketRef<A>,
+    applied: &Applied,
     emissions: &[Emission],
-    local_only: bool,
 ) {
-    // A held seat can end while the server shuts down: its leave is stored, and told no one.
-    let Some(namespace) = rooms::namespace(io) else { return };
-    let to = |room: String| if local_only { namespace.clone().local().to(room) } else { namespace.clone().to(room) };
+    for emission in emissions.iter().filter(|e| e.target == Target::Sender) {
+        respond::emit(sender, emission.event, &emission.data);
+    }
+    announce(app, Some(sender.id.as_str()), applied, emissions).await;
+}
+
+/// Announces `applied` to the session's members, here and on every other instance, with the
+/// `emissions` not meant for `sender` alone. Every change with a revision is announced, even one
+/// with nothing to say: the other instances must not wait for a revision that never comes.
+pub async fn announce(app: &Arc<AppState>, sender: Option<&str>, applied: &Applied, emissions: &[Emission]) {
+    let mut events = Vec::new();
     for emission in emissions {
-        let Emission { target, event, data } = emission;
-        telemetry::event_emitted(event);
-        let result = match target {
-            Target::Sender => match sender {
-                Some(sender) => sender.emit(*event, data).map_err(|e| e.to_string()),
-                None => Ok(()),
-            },
-            Target::Room(vocabulary) => {
-                let room = rooms::session(session_id, *vocabulary);
-                match to(room.clone()).emit(*event, data).await {
-                    Err(err) if !local_only => {
-                        tracing::debug!(event, %err, "room broadcast not shared with other instances; delivering locally");
-                        namespace.clone().local().to(room).emit(*event, data).await.map_err(|e| e.to_string())
-                    }
-                    other => other.map_err(|e| e.to_string()),
-                }
-            }
-            Target::Socket(id) => to(rooms::socket(id)).emit(*event, data).await.map_err(|e| e.to_string()),
-        };
-        if let Err(err) = result {
-            // A member whose connection just closed cannot be reached; its disconnect is on its way.
-            tracing::debug!(event, ?target, %err, "emit failed");
-        }
+        telemetry::event_emitted(emission.event);
+        events.extend(Outgoing::from_emission(emission, sender));
+    }
+    if events.is_empty() && applied.revision.is_none() {
+        return;
+    }
+    let announcement = Announcement {
+        origin: app.server_id.clone(),
+        session_id: applied.session.id.clone(),
+        epoch: applied.session.created_at,
+        revision: applied.revision,
+        events,
+    };
+    let gap = app.deliveries.submit(&announcement);
+    delivery::wait::watch(app, &announcement.session_id, gap);
+    // Cut off from the other instances, the change is this instance's alone until the write-back.
+    if app.store.backend() == Backend::Connected {
+        app.store.share(&announcement).await;
     }
 }

@@ -123,6 +123,7 @@ impl<A: Adapter> Worker<A> {
         }
         // The seat is no longer this connection's: the worker only keeps its place in line.
         self.seat = None;
+        self.app.deliveries.unseat(&seat.session_id, &self.socket_id);
         telemetry::member_seated(seat.vocabulary, -1.0);
         telemetry::member_reconnecting(1.0);
         tracing::info!(socket = %self.socket_id, session = %seat.session_id, reason, grace_ms, "connection dropped; seat held");

@@ -2,10 +2,12 @@
 //! instance that died, and having local members check their seats in a session rewritten after a
 //! Redis outage.
 
+use std::sync::Arc;
+
 use socketioxide::{SocketIo, adapter::Adapter};
 
 use super::{
-    deliver::deliver,
+    deliver::announce,
     inbox::{Inbound, Inbox},
     rooms,
 };
@@ -14,14 +16,13 @@ use crate::{
     core::{Action, Command, Vocabulary},
     protocol::{self, Scene},
     state::AppState,
-    store::Backend,
 };
 
 /// The name server-made changes carry as their author.
 const SERVER: &str = "server";
 
 /// Unseats `sockets` from `session_id` and tells everyone left, on every instance.
-pub async fn evict<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &str, sockets: Vec<String>, reason: &str) {
+pub async fn evict(app: &Arc<AppState>, session_id: &str, sockets: Vec<String>, reason: &str) {
     let _guard = app.locks.lock(session_id).await;
     let now = now_ms();
     let count = sockets.len();
@@ -37,8 +38,7 @@ pub async fn evict<A: Adapter>(app: &AppState, io: &SocketIo<A>, session_id: &st
     app.ticker.track(&applied.session);
     let scene = Scene { session: &applied.session, by: SERVER, sender_vocabulary: Vocabulary::Legacy, now };
     let emissions = protocol::render(&applied.outcomes, &scene);
-    let local_only = app.store.backend() == Backend::Disconnected;
-    deliver(io, None, session_id, &emissions, local_only).await;
+    announce(app, None, &applied, &emissions).await;
 }
 
 /// Asks every local socket in `session_id`'s rooms to check its seat against the stored session

@@ -29,9 +29,10 @@ use crate::{
         Action, Command, CoreError, Creation, LeaveCause, Millis, Outcome, Session, Vocabulary, membership,
         seat::{SeatChange, plan_join},
     },
+    delivery,
     protocol::{self, Parsed, Scene},
     state::AppState,
-    store::Backend,
+    store::{Applied, Backend},
     telemetry,
 };
 
@@ -105,6 +106,9 @@ pub async fn run<A: Adapter>(
     }
     // Events still queued behind the close are dropped, and none is taken from now on.
     inbox.queue.close();
+    if let Some(seat) = &worker.seat {
+        worker.app.deliveries.unseat(&seat.session_id, &worker.socket_id);
+    }
 }
 
 impl<A: Adapter> Worker<A> {
@@ -177,6 +181,7 @@ impl<A: Adapter> Worker<A> {
     fn drop_seat(&mut self, session_id: &str) {
         self.socket.leave(rooms::session(session_id, Vocabulary::Legacy));
         self.socket.leave(rooms::session(session_id, Vocabulary::Enhanced));
+        self.app.deliveries.unseat(session_id, &self.socket_id);
         if let Some(seat) = self.seat.take_if(|s| s.session_id == session_id) {
             telemetry::member_seated(seat.vocabulary, -1.0);
         }
@@ -286,6 +291,7 @@ impl<A: Adapter> Worker<A> {
                 }
                 let room = rooms::session(session_id, joiner.vocabulary);
                 self.socket.join(room.clone());
+                app.deliveries.expect(session_id, &self.socket_id, joiner.vocabulary, self.listener());
                 Some(room)
             }
             _ => None,
@@ -296,11 +302,12 @@ impl<A: Adapter> Worker<A> {
             Err(err) => {
                 if let Some(room) = joining_room {
                     self.socket.leave(room);
+                    app.deliveries.unseat(session_id, &self.socket_id);
                 }
                 return Err((err, responder));
             }
         };
-        self.follow_seat(session_id, &command.action, &applied.session);
+        self.follow_seat(session_id, &command.action, &applied);
         if applied.changed {
             app.ticker.track(&applied.session);
         }
@@ -312,7 +319,6 @@ impl<A: Adapter> Worker<A> {
         let sender_vocabulary = self.seat.as_ref().map_or(Vocabulary::Legacy, |s| s.vocabulary);
         let scene = Scene { session: &applied.session, by: &self.socket_id, sender_vocabulary, now };
         let emissions = protocol::render(&applied.outcomes, &scene);
-        let local_only = app.store.backend() == Backend::Disconnected;
         let mut body = answer(&applied.session, now);
         for outcome in &applied.outcomes {
             if let Outcome::Resumed { previous, was_held, .. } = outcome {
@@ -323,10 +329,10 @@ impl<A: Adapter> Worker<A> {
         match responder {
             Some(responder) if responder.answers_first() => {
                 responder.succeed(&self.socket, body);
-                deliver(&self.io, Some(&self.socket), session_id, &emissions, local_only).await;
+                deliver(&app, &self.socket, &applied, &emissions).await;
             }
             responder => {
-                deliver(&self.io, Some(&self.socket), session_id, &emissions, local_only).await;
+                deliver(&app, &self.socket, &applied, &emissions).await;
                 if let Some(responder) = responder {
                     responder.succeed(&self.socket, body);
                 }
@@ -353,8 +359,10 @@ impl<A: Adapter> Worker<A> {
         });
     }
 
-    /// Keeps the socket's rooms and seat in step with a join or leave that just succeeded.
-    fn follow_seat(&mut self, session_id: &str, action: &Action, session: &Session) {
+    /// Keeps the socket's rooms, seat and deliveries in step with a join or leave that just
+    /// succeeded.
+    fn follow_seat(&mut self, session_id: &str, action: &Action, applied: &Applied) {
+        let session = &applied.session;
         match action {
             Action::Join { joiner, .. } => {
                 if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
@@ -368,6 +376,8 @@ impl<A: Adapter> Worker<A> {
                 telemetry::member_seated(vocabulary, 1.0);
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?vocabulary, members = session.members.len(), "joined");
                 self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
+                let gap = self.app.deliveries.seated(session_id, &self.socket_id, session.created_at, applied.revision);
+                delivery::wait::watch(&self.app, session_id, gap);
             }
             Action::Leave(cause) => {
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?cause, members = session.members.len(), "left");
@@ -407,5 +417,11 @@ impl<A: Adapter> Worker<A> {
 
     pub(super) fn emit(&self, event: &str, data: &Value) {
         super::respond::emit(&self.socket, event, data);
+    }
+
+    /// How the session's deliveries reach this socket.
+    fn listener(&self) -> delivery::Send {
+        let socket = self.socket.clone();
+        Arc::new(move |event: &str, data: &Value| super::respond::emit(&socket, event, data))
     }
 }

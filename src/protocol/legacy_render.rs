@@ -50,7 +50,10 @@ fn render_one(outcome: &Outcome, scene: &Scene<'_>, out: &mut Vec<Emission>) {
         }
         // Legacy members see no change while a seat is held; a seat taken back has a new socket id.
         Outcome::Reconnecting { .. } => {}
-        Outcome::Resumed { .. } => room(out, "snapshot", payload::snapshot(session, now)),
+        // The member who came back has its snapshot as the join's answer: one is enough.
+        Outcome::Resumed { .. } => {
+            out.push(Emission::new(Target::Others(Vocabulary::Legacy), "snapshot", payload::snapshot(session, now)))
+        }
         Outcome::LeadChanged { previous, new, reason } => match reason {
             LeadChange::LeaderDisconnected | LeadChange::LeaderLeft | LeadChange::Transferred => {
                 let reason = reason.as_str();

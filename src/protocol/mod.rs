@@ -42,6 +42,9 @@ pub enum Target {
     Sender,
     /// Every member of the session who speaks this vocabulary.
     Room(Vocabulary),
+    /// Every member of the session who speaks this vocabulary, but the sender (which gets an
+    /// answer of its own).
+    Others(Vocabulary),
     /// One socket, by id.
     Socket(String),
 }

@@ -9,7 +9,14 @@ use crate::core::{Command, CoreError, Millis, Session};
 
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    sessions: Mutex<HashMap<String, Session>>,
+    sessions: Mutex<HashMap<String, Stored>>,
+}
+
+/// A session and how many changes it has had.
+#[derive(Debug)]
+struct Stored {
+    session: Session,
+    revision: u64,
 }
 
 impl MemoryStore {
@@ -17,7 +24,7 @@ impl MemoryStore {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Stored>> {
         // The core never panics halfway through a change (it works on a copy), so a poisoned lock
         // still guards consistent data.
         self.sessions.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -28,27 +35,40 @@ impl MemoryStore {
 impl SessionStore for MemoryStore {
     async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError> {
         let mut sessions = self.lock();
-        let mut slot = sessions.remove(session_id);
+        let stored = sessions.remove(session_id);
+        let revision = stored.as_ref().map_or(0, |s| s.revision);
+        let mut slot = stored.map(|s| s.session);
         let result = apply_to_slot(&mut slot, session_id, command, now);
+        let changed = result.as_ref().is_ok_and(|applied| applied.changed);
+        let revision = if changed { revision + 1 } else { revision };
         if let Some(session) = slot {
-            sessions.insert(session_id.to_owned(), session);
+            sessions.insert(session_id.to_owned(), Stored { session, revision });
         }
-        result
+        result.map(|applied| Applied { revision: changed.then_some(revision), ..applied })
     }
 
     async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError> {
-        Ok(self.lock().get(session_id).cloned())
+        Ok(self.lock().get(session_id).map(|s| s.session.clone()))
+    }
+
+    async fn get_revised(&self, session_id: &str) -> Result<Option<(Session, u64)>, CoreError> {
+        Ok(self.lock().get(session_id).map(|s| (s.session.clone(), s.revision)))
     }
 
     async fn all_sessions(&self) -> Result<Vec<Session>, CoreError> {
-        let mut sessions: Vec<Session> = self.lock().values().cloned().collect();
+        let mut sessions: Vec<Session> = self.lock().values().map(|s| s.session.clone()).collect();
         sessions.sort_by_key(|s| s.created_at);
         Ok(sessions)
     }
 
     async fn sessions_of_band(&self, band_id: &str) -> Result<Vec<Session>, CoreError> {
-        let mut sessions: Vec<Session> =
-            self.lock().values().filter(|s| s.band_id.as_deref() == Some(band_id)).cloned().collect();
+        let mut sessions: Vec<Session> = self
+            .lock()
+            .values()
+            .map(|s| &s.session)
+            .filter(|s| s.band_id.as_deref() == Some(band_id))
+            .cloned()
+            .collect();
         sessions.sort_by_key(|s| s.created_at);
         Ok(sessions)
     }
@@ -59,8 +79,12 @@ impl SessionStore for MemoryStore {
 
     async fn remove_idle(&self, now: Millis, idle_timeout: Millis) -> Result<Vec<String>, CoreError> {
         let mut sessions = self.lock();
-        let idle: Vec<String> =
-            sessions.values().filter(|s| s.is_idle(now, idle_timeout)).map(|s| s.id.clone()).collect();
+        let idle: Vec<String> = sessions
+            .values()
+            .map(|s| &s.session)
+            .filter(|s| s.is_idle(now, idle_timeout))
+            .map(|s| s.id.clone())
+            .collect();
         for id in &idle {
             sessions.remove(id);
         }

@@ -21,7 +21,12 @@ pub enum Backend {
     Disconnected,
 }
 
-use crate::core::{self, Command, CoreError, Millis, Outcome, Session};
+use std::sync::Arc;
+
+use crate::{
+    core::{self, Command, CoreError, Millis, Outcome, Session},
+    delivery::Announcement,
+};
 
 /// A command's effect: what to announce, and the session as it now is.
 #[derive(Debug, Clone)]
@@ -31,6 +36,10 @@ pub struct Applied {
     /// False when the command changed nothing (a chat line, a position report): nothing was
     /// written, and nobody else needs to hear of the state.
     pub changed: bool,
+    /// The session's revision this change made: one more than the change before it, on every
+    /// instance. `None` when nothing was written, or when it was written to this instance's
+    /// cache alone during a Redis outage (no other instance can order it).
+    pub revision: Option<u64>,
 }
 
 /// Applies `command` to the session in `slot` (see [`core::apply`]) and says whether it changed.
@@ -44,7 +53,7 @@ pub(crate) fn apply_to_slot(
     let before = slot.clone();
     let outcomes = core::apply(slot, session_id, command, now)?;
     let session = slot.clone().ok_or(CoreError::Internal)?;
-    Ok(Applied { outcomes, changed: *slot != before, session })
+    Ok(Applied { outcomes, changed: *slot != before, session, revision: None })
 }
 
 #[async_trait]
@@ -53,6 +62,10 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn apply(&self, session_id: &str, command: &Command, now: Millis) -> Result<Applied, CoreError>;
 
     async fn get(&self, session_id: &str) -> Result<Option<Session>, CoreError>;
+
+    /// The session with its revision, as every instance sees it; `Ok(None)` when there is no
+    /// such session, `Err` when the revision cannot be known (Redis unreachable).
+    async fn get_revised(&self, session_id: &str) -> Result<Option<(Session, u64)>, CoreError>;
 
     /// Every session, oldest first, for the sessions API.
     async fn all_sessions(&self) -> Result<Vec<Session>, CoreError>;
@@ -72,6 +85,15 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Sessions other instances changed, as they change; `None` when no other instance can.
     fn remote_changes(&self) -> Option<broadcast::Receiver<Session>> {
+        None
+    }
+
+    /// Tells the other instances what a change says to their members.
+    async fn share(&self, _announcement: &Announcement) {}
+
+    /// What the other instances' changes say to this instance's members, as they arrive; `None`
+    /// when no other instance can change a session.
+    fn shared_announcements(&self) -> Option<broadcast::Receiver<Arc<Announcement>>> {
         None
     }
 

@@ -35,6 +35,11 @@ impl Keys {
         format!("{}changes", self.prefix)
     }
 
+    /// Channel carrying each change's announcement to the members on every instance (JSON).
+    pub fn announcements(&self) -> String {
+        format!("{}announcements", self.prefix)
+    }
+
     /// Prefix of the Socket.IO adapter's channels.
     pub fn adapter(&self) -> String {
         format!("{}socket.io", self.prefix)

@@ -37,6 +37,7 @@ use super::{Applied, Backend, SessionStore, apply_to_slot};
 use crate::{
     config::Config,
     core::{Command, CoreError, Millis, Session},
+    delivery::Announcement,
     telemetry,
 };
 
@@ -65,6 +66,8 @@ pub struct RedisStore {
     /// Sessions whose stored state, merged or reloaded after an outage, refused some of this
     /// instance's changes or lacks some of its members.
     rewritten: broadcast::Sender<String>,
+    /// Other instances' announcements to the members here.
+    announcements: broadcast::Sender<Arc<Announcement>>,
 }
 
 fn unavailable(err: fred::error::Error) -> CoreError {
@@ -81,11 +84,12 @@ impl RedisStore {
         let subscriber = connect::builder(fred).build_subscriber_client()?;
         connect::init(&subscriber, &place).await?;
         let keys = Keys::new(&config.redis_key_prefix);
-        subscriber.subscribe(keys.changes()).await?;
+        subscriber.subscribe(vec![keys.changes(), keys.announcements()]).await?;
         // From now on the subscription comes back by itself after a reconnect.
         subscriber.manage_subscriptions();
         let (changes, _) = broadcast::channel(1024);
         let (rewritten, _) = broadcast::channel(256);
+        let (announcements, _) = broadcast::channel(4096);
         let store = Arc::new(Self {
             client,
             keys,
@@ -97,6 +101,7 @@ impl RedisStore {
             write_back_wanted: Arc::default(),
             changes,
             rewritten,
+            announcements,
         });
         telemetry::redis_connected(true);
         tokio::spawn(watch::connection(Arc::downgrade(&store), store.write_back_wanted.clone()));
@@ -140,6 +145,8 @@ impl RedisStore {
             return Ok(Some(applied));
         }
         let created = rev == "0";
+        // The script writes `rev + 1`: the revision every instance orders this change by.
+        let revision = rev.parse::<u64>().map(|rev| rev + 1).ok();
         let json = serde_json::to_string(&applied.session).map_err(|_| ApplyFailure::Refused(CoreError::Internal))?;
         let token = self.write_token();
         let written: i64 = match self
@@ -162,7 +169,7 @@ impl RedisStore {
         if let Err(err) = self.index(&applied.session, created).await {
             tracing::warn!(session = %id, %err, "written, but not indexed");
         }
-        Ok(Some(applied))
+        Ok(Some(Applied { revision, ..applied }))
     }
 
     /// Keeps the activity index in step with a written session, and files a new session under its
@@ -176,6 +183,18 @@ impl RedisStore {
             let _: () = self.client.sadd(self.keys.band(band), session.id.as_str()).await?;
         }
         Ok(())
+    }
+
+    /// Passes another instance's announcement on to the members here (this instance's own come
+    /// back on the channel too, and were delivered when made).
+    fn received_announcement(&self, text: &str) {
+        match serde_json::from_str::<Announcement>(text) {
+            Ok(announcement) if announcement.origin != self.server_id => {
+                self.announcements.send(Arc::new(announcement)).ok();
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "unreadable announcement from another instance"),
+        }
     }
 
     async fn announce(&self, session: &Session) {
@@ -252,6 +271,15 @@ impl SessionStore for RedisStore {
             }
         }
         Ok(self.cache().get(session_id).cloned())
+    }
+
+    async fn get_revised(&self, session_id: &str) -> Result<Option<(Session, u64)>, CoreError> {
+        if !self.is_online() || self.awaits_write_back(session_id) {
+            return Err(CoreError::Internal);
+        }
+        let (session, rev) = self.load(session_id).await.map_err(unavailable)?;
+        let rev = rev.parse::<u64>().map_err(|_| CoreError::Internal)?;
+        Ok(session.map(|session| (session, rev)))
     }
 
     async fn all_sessions(&self) -> Result<Vec<Session>, CoreError> {
@@ -342,6 +370,19 @@ impl SessionStore for RedisStore {
 
     fn remote_changes(&self) -> Option<broadcast::Receiver<Session>> {
         Some(self.changes.subscribe())
+    }
+
+    async fn share(&self, announcement: &Announcement) {
+        let Ok(text) = serde_json::to_string(announcement) else { return };
+        let result: Result<(), _> = self.client.publish(self.keys.announcements(), text).await;
+        if let Err(err) = result {
+            // Members elsewhere miss this change: the next one finds the gap and sends the state.
+            tracing::debug!(%err, "announcement not shared");
+        }
+    }
+
+    fn shared_announcements(&self) -> Option<broadcast::Receiver<Arc<Announcement>>> {
+        Some(self.announcements.subscribe())
     }
 
     fn rewritten_sessions(&self) -> Option<broadcast::Receiver<String>> {

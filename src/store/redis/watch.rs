@@ -1,5 +1,6 @@
 //! The store's two background watchers: the connection (offline on errors, back online with the
-//! write-back) and the change channel (other instances' changes into the cache and on to streams).
+//! write-back) and the change channels (other instances' changes into the cache and on to
+//! streams, and their announcements on to the members here).
 
 use std::sync::{Arc, Weak, atomic::Ordering};
 
@@ -80,6 +81,10 @@ pub(super) async fn changes(store: Weak<RedisStore>, subscriber: SubscriberClien
         };
         let Some(store) = store.upgrade() else { return };
         let Some(text) = message.value.as_string() else { continue };
+        if *message.channel == store.keys.announcements() {
+            store.received_announcement(&text);
+            continue;
+        }
         let Some((server, session_id)) = text.split_once('|') else { continue };
         // A session with changes from an outage still to write is this instance's to merge: the
         // write-back loads what the other instance wrote.
