@@ -1,13 +1,15 @@
 // Cross-instance delivery latency: how much later a member on another instance hears a change
 // than a member on the instance where it was made.
 //
-//   node cross-instance-latency.mjs [--messages 500] [--bin ../target/release/bandsync-server]
+//   node cross-instance-latency.mjs [--messages 500] [--event chat|tempo] [--bin ../target/release/bandsync-server]
 //
 // Starts its own redis-server and two server instances sharing it (free ports, nothing else
 // needed), seats a leader and a listener on instance A and a listener on instance B in one
-// session, then the leader sends chat messages one at a time. Both listeners record when each one
-// arrives; the program prints p50/p99 from send to arrival for the same-instance listener and the
-// cross-instance one, side by side.
+// session, then the leader sends changes one at a time, 5 ms apart: chat messages (which change no
+// state), or with `--event tempo` `set_tempo` (a change with a revision, told as a `snapshot`; the
+// tempo budget is lifted for the run). Both listeners record when each one arrives; the program
+// prints p50/p99 from send to arrival for the same-instance listener and the cross-instance one,
+// side by side.
 import { spawn } from "node:child_process";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
@@ -20,6 +22,8 @@ const args = Object.fromEntries(
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = args.bin ?? path.join(here, "..", "target", "release", "bandsync-server");
 const messages = Number(args.messages ?? 500);
+const kind = args.event ?? "chat";
+if (!["chat", "tempo"].includes(kind)) throw new Error(`--event chat|tempo, not ${kind}`);
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const freePort = () =>
@@ -45,7 +49,7 @@ await until(() => new Promise((ok) => net.connect(redisPort, "127.0.0.1").on("co
 
 const ports = [await freePort(), await freePort()];
 for (const port of ports) {
-  const env = { ...process.env, PORT: String(port), HOST: "127.0.0.1", REDIS_URL: `redis://127.0.0.1:${redisPort}`, RUST_LOG: "warn" };
+  const env = { ...process.env, PORT: String(port), HOST: "127.0.0.1", REDIS_URL: `redis://127.0.0.1:${redisPort}`, RUST_LOG: "warn", RATE_LIMIT_TEMPO_PER_SEC: "0" };
   children.push(spawn(bin, [], { env, stdio: "ignore" }));
 }
 for (const port of ports) await until(async () => (await fetch(`http://127.0.0.1:${port}/livez`)).ok, `instance on ${port}`);
@@ -62,11 +66,20 @@ for (const socket of [leader, local, remote]) {
 }
 
 const arrivals = { local: [], remote: [] };
+const now = () => performance.now() + performance.timeOrigin;
+// Tempos 40.0, 40.1, …: each one names its change.
+const tempoOf = (i) => 40 + (i % 2600) / 10;
+const sentAt = new Map();
 for (const [name, socket] of [["local", local], ["remote", remote]]) {
-  socket.on("chat_message", (m) => arrivals[name].push(performance.now() + performance.timeOrigin - Number(m.message)));
+  if (kind === "chat") socket.on("chat_message", (m) => arrivals[name].push(now() - Number(m.message)));
+  else socket.on("snapshot", (s) => sentAt.has(s.tempo) && arrivals[name].push(now() - sentAt.get(s.tempo)));
 }
 for (let i = 0; i < messages; i++) {
-  leader.emit("chat_message", { sessionId: "latency", message: String(performance.now() + performance.timeOrigin) });
+  if (kind === "chat") leader.emit("chat_message", { sessionId: "latency", message: String(now()) });
+  else {
+    sentAt.set(tempoOf(i), now());
+    leader.emit("set_tempo", { sessionId: "latency", tempo: tempoOf(i) });
+  }
   await sleep(5);
 }
 await sleep(500);
