@@ -393,3 +393,52 @@ async fn start_up_fails_clearly_without_redis_or_with_a_wrong_password() {
     assert!(err.contains("cannot connect to Redis"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(8), "no hang");
 }
+
+#[tokio::test]
+async fn every_write_is_the_session_s_next_revision_whichever_instance_made_it() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+    let mut joins = Vec::new();
+    for i in 0..12 {
+        let instance = if i % 2 == 0 { a.clone() } else { b.clone() };
+        joins.push(tokio::spawn(async move { instance.apply("gig", &join(&format!("m{i}"), "x", 8), i).await }));
+    }
+    let mut revisions = Vec::new();
+    for join in joins {
+        if let Ok(applied) = join.await.unwrap() {
+            revisions.push(applied.revision.expect("a stored join has a revision"));
+        }
+    }
+    revisions.sort_unstable();
+    assert_eq!(revisions, (1..=8).collect::<Vec<u64>>(), "eight seats, eight revisions, none twice");
+    let chat = a.apply("gig", &command("m0", Action::Chat { message: "hi".into(), username: None }), 20).await.unwrap();
+    assert_eq!(chat.revision, None, "a chat line writes nothing");
+    let (session, revision) = b.get_revised("gig").await.unwrap().expect("stored");
+    assert_eq!((session.members.len(), revision), (8, 8));
+    assert_eq!(a.get_revised("nowhere").await.unwrap().map(|(_, r)| r), None);
+}
+
+#[tokio::test]
+async fn an_announcement_shared_by_one_instance_reaches_the_others_and_not_itself() {
+    use bandsync_server::delivery::{Announcement, Outgoing, Recipients};
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+    let (mut at_a, mut at_b) = (a.shared_announcements().unwrap(), b.shared_announcements().unwrap());
+    let announcement = Announcement {
+        origin: "a".into(),
+        session_id: "gig".into(),
+        epoch: 1,
+        revision: Some(3),
+        events: vec![Outgoing {
+            to: Recipients::Room(Vocabulary::Legacy),
+            event: "room_stats".into(),
+            data: serde_json::json!({ "memberCount": 2 }),
+        }],
+    };
+    a.share(&announcement).await;
+    let heard = tokio::time::timeout(Duration::from_secs(2), at_b.recv()).await.expect("shared").unwrap();
+    assert_eq!(*heard, announcement);
+    assert!(tokio::time::timeout(Duration::from_millis(300), at_a.recv()).await.is_err(), "its own comes back unheard");
+}

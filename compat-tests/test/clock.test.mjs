@@ -420,8 +420,9 @@ test("syncing through a socket: burst on connect, t0 echoed, offset found", asyn
   await synced;
   assert.ok(requests >= 16, `burst of 16, got ${requests}`);
   assert.equal(clock.synced, true);
-  // The fake answers up to ~1 ms late one way, never late the other: half of that at most.
-  assert.ok(Math.abs(clock.offset - trueOffset) <= 0.6, `offset ${clock.offset}, rtt ${clock.rtt}`);
+  // The fake answers ~1 ms late one way and at once the other: the estimate is off by half of
+  // that, and a little more when a busy machine runs the fake's timers late.
+  assert.ok(Math.abs(clock.offset - trueOffset) <= 1, `offset ${clock.offset}, rtt ${clock.rtt}`);
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(requests > 16, "periodic samples follow the burst");
   assert.ok(handlers.has("metronome:start") && handlers.has("position:sync") && handlers.has("tempo:change"));

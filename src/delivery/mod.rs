@@ -205,7 +205,7 @@ impl Deliveries {
         feed.gap(self.wait)
     }
 
-    /// Sessions with members here (for tests and metrics).
+    /// Sessions with members here.
     pub fn sessions(&self) -> usize {
         lock(&self.feeds).len()
     }

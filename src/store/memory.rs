@@ -119,6 +119,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn each_change_is_the_next_revision_and_what_changes_nothing_has_none() {
+        let store = MemoryStore::new();
+        assert_eq!(store.apply("s", &join("a"), 0).await.unwrap().revision, Some(1));
+        assert_eq!(store.apply("s", &join("b"), 0).await.unwrap().revision, Some(2));
+        let chat = Command { by: "a".into(), action: Action::Chat { message: "hi".into(), username: None } };
+        assert_eq!(store.apply("s", &chat, 1).await.unwrap().revision, None);
+        assert!(store.apply("s", &join("c"), 1).await.is_err());
+        let (session, revision) = store.get_revised("s").await.unwrap().unwrap();
+        assert_eq!((session.members.len(), revision), (2, 2));
+    }
+
+    #[tokio::test]
     async fn the_sweep_removes_only_empty_sessions_idle_long_enough() {
         let store = MemoryStore::new();
         store.apply("busy", &join("a"), 0).await.unwrap();
