@@ -5,6 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, assertLive } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, join, events, waitFor, sleep } from "../lib/client.mjs";
+import { redisRaw } from "../lib/redis.mjs";
 import { ackOk, createSession, enhancedJoin, STREAM_EVENTS } from "../lib/enhanced.mjs";
 
 let cluster;
@@ -150,6 +151,64 @@ test("200 tempo changes from a leader on A: members on B hear each once, in the 
   await sleep(300);
   assert.deepEqual(heardTempos(legacyMember, "legacy", from[0]), sent);
   assert.deepEqual(heardTempos(enhancedMember, "enhanced", from[1]), sent);
+  for (const s of [leader, legacyMember, enhancedMember]) s.close();
+});
+
+test("joining on B while a leader on A changes tempo every few ms: the joiner hears only changes newer than its snapshot, in order", async () => {
+  for (const vocabulary of ["legacy", "enhanced"]) {
+    const sessionId = sid("floor");
+    const leader = await connect(A.url);
+    await join(leader, sessionId);
+    const sent = tempos(120, 100);
+    const sending = (async () => {
+      for (const tempo of sent) {
+        leader.emit("set_tempo", { sessionId, tempo });
+        await sleep(3);
+      }
+    })();
+    await sleep(150);
+    const joiner = await connect(B.url);
+    const from = events(joiner, { all: true }).length;
+    let joinedAt;
+    if (vocabulary === "legacy") joinedAt = (await join(joiner, sessionId)).tempo;
+    else joinedAt = (await enhancedJoin(joiner, sessionId)).session.tempo;
+    await sending;
+    await waitFor(leader, "snapshot", { tempo: sent.at(-1) }, 5000);
+    await sleep(300);
+    // The legacy join's own snapshot comes first in what it heard; the rest are the changes.
+    const heard = heardTempos(joiner, vocabulary, from).slice(vocabulary === "legacy" ? 1 : 0);
+    assert.ok(joinedAt > sent[0] && joinedAt < sent.at(-1), `${vocabulary}: joined mid-run (tempo ${joinedAt})`);
+    assert.deepEqual(heard, sent.filter((t) => t > joinedAt), `${vocabulary}: joined at ${joinedAt}`);
+    leader.close();
+    joiner.close();
+  }
+});
+
+test("a change stored but never announced (its instance died in between): after REORDER_WAIT_MS members get the current state, then changes flow again", async () => {
+  const sessionId = sid("gap");
+  const leader = await connect(A.url);
+  await join(leader, sessionId);
+  const legacyMember = await connect(B.url);
+  await join(legacyMember, sessionId);
+  const enhancedMember = await connect(B.url);
+  await enhancedJoin(enhancedMember, sessionId);
+  await sleep(200);
+  const from = [legacyMember, enhancedMember].map((s) => events(s, { all: true }).length);
+  // What an instance killed between its write and its announcement leaves behind: one revision no one hears of.
+  await redisRaw(cluster.redis.port, [["HINCRBY", `${cluster.prefix}session:${sessionId}`, "rev", "1"]]);
+  const started = Date.now();
+  leader.emit("set_tempo", { sessionId, tempo: 99 });
+  await waitFor(legacyMember, "snapshot", { tempo: 99 }, 2000);
+  const state = await waitFor(enhancedMember, "session:state_sync", { tempo: 99 }, 2000);
+  const waited = Date.now() - started;
+  assert.ok(waited >= 200 && waited < 1500, `the state came ${waited} ms after the change (REORDER_WAIT_MS 250)`);
+  assert.equal(state.sessionId, sessionId);
+  leader.emit("set_tempo", { sessionId, tempo: 100 });
+  await waitFor(enhancedMember, "tempo:change", { newTempo: 100 }, 1000);
+  await waitFor(legacyMember, "snapshot", { tempo: 100 }, 1000);
+  await sleep(300);
+  assert.deepEqual(heardTempos(legacyMember, "legacy", from[0]), [99, 100], "the state once, then the next change");
+  assert.deepEqual(heardTempos(enhancedMember, "enhanced", from[1]), [100], "the missing change is not replayed");
   for (const s of [leader, legacyMember, enhancedMember]) s.close();
 });
 
