@@ -73,6 +73,9 @@ fn start_at_zero() {
         gauge!("bandsync_members", "vocabulary" => vocabulary.as_str()).increment(0.0);
     }
     gauge!("bandsync_members_reconnecting").increment(0.0);
+    for outcome in GAP_OUTCOMES {
+        counter!("bandsync_delivery_gaps_total", "outcome" => outcome).absolute(0);
+    }
     gauge!("bandsync_sessions_mixed").increment(0.0);
     counter!("bandsync_legacy_warnings_total").absolute(0);
 }
@@ -143,6 +146,11 @@ fn describe() {
         Unit::Count,
         "State-setting events (tempo, seek, message) over budget that a newer one of the same state replaced before they were applied, by class"
     );
+    describe_counter!(
+        "bandsync_delivery_gaps_total",
+        Unit::Count,
+        "Changes from other instances that waited for an earlier revision, by outcome: filled (it came within REORDER_WAIT_MS) or replaced (members got the current state instead)"
+    );
     describe_histogram!("bandsync_tick_lag_seconds", Unit::Seconds, "How late the sync engine's ticks ran");
     describe_histogram!(
         "bandsync_clock_sync_rtt_seconds",
@@ -212,6 +220,14 @@ impl Default for StreamCounters {
 }
 
 /// A Socket.IO connection refused at connect, by reason.
+/// How a wait for a missing revision ended: `filled` or `replaced`.
+pub const GAP_OUTCOMES: [&str; 2] = ["filled", "replaced"];
+
+/// A wait for a missing revision ended with `outcome` (one of [`GAP_OUTCOMES`]).
+pub fn delivery_gap(outcome: &'static str) {
+    counter!("bandsync_delivery_gaps_total", "outcome" => outcome).increment(1);
+}
+
 pub fn connection_refused(reason: &'static str) {
     counter!("bandsync_connections_refused_total", "reason" => reason).increment(1);
 }

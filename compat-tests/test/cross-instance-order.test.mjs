@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { startCluster, assertLive } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, join, events, waitFor, sleep } from "../lib/client.mjs";
 import { redisRaw } from "../lib/redis.mjs";
+import { scrapeMetrics, delta } from "../lib/prometheus.mjs";
 import { ackOk, createSession, enhancedJoin, STREAM_EVENTS } from "../lib/enhanced.mjs";
 
 let cluster;
@@ -194,6 +195,7 @@ test("a change stored but never announced (its instance died in between): after 
   await enhancedJoin(enhancedMember, sessionId);
   await sleep(200);
   const from = [legacyMember, enhancedMember].map((s) => events(s, { all: true }).length);
+  const metricsBefore = await scrapeMetrics(B.url);
   // What an instance killed between its write and its announcement leaves behind: one revision no one hears of.
   await redisRaw(cluster.redis.port, [["HINCRBY", `${cluster.prefix}session:${sessionId}`, "rev", "1"]]);
   const started = Date.now();
@@ -209,6 +211,9 @@ test("a change stored but never announced (its instance died in between): after 
   await sleep(300);
   assert.deepEqual(heardTempos(legacyMember, "legacy", from[0]), [99, 100], "the state once, then the next change");
   assert.deepEqual(heardTempos(enhancedMember, "enhanced", from[1]), [100], "the missing change is not replayed");
+  const metricsAfter = await scrapeMetrics(B.url);
+  const gaps = (outcome) => delta(metricsBefore, metricsAfter, "bandsync_delivery_gaps_total", { outcome });
+  assert.deepEqual([gaps("replaced"), gaps("filled")], [1, 0], "B counted one gap, replaced by the state");
   for (const s of [leader, legacyMember, enhancedMember]) s.close();
 });
 

@@ -105,18 +105,18 @@ impl Deliveries {
 
     /// `socket_id`'s join was stored as `revision` of the session created at `epoch`: it hears
     /// that revision's events and later ones. The first member here starts the session's order.
-    pub fn seated(&self, session_id: &str, socket_id: &str, epoch: Millis, revision: Option<u64>) -> Gap {
-        let Some(feed) = self.feed(session_id) else { return Gap::None };
+    /// (The join's own announcement follows at once: a gap is looked for then.)
+    pub fn seated(&self, session_id: &str, socket_id: &str, epoch: Millis, revision: Option<u64>) {
+        let Some(feed) = self.feed(session_id) else { return };
         let mut feed = lock(&feed);
         feed.follow_epoch(epoch);
-        let Some(listener) = feed.listeners.get_mut(socket_id) else { return Gap::None };
+        let Some(listener) = feed.listeners.get_mut(socket_id) else { return };
         listener.since = Some(revision.unwrap_or(0));
         let ready = match revision {
             Some(revision) if !feed.order.is_started() => feed.order.start_at(revision),
             _ => Vec::new(),
         };
         feed.send_all(ready);
-        feed.gap(self.wait)
     }
 
     /// `socket_id` no longer sits in `session_id` (it left, moved, or its join was refused).

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::{Gap, GapCheck};
-use crate::{clock::now_ms, state::AppState};
+use crate::{clock::now_ms, state::AppState, telemetry};
 
 /// Starts the wait `gap` asks for, if any, for `session_id`.
 pub fn watch(app: &Arc<AppState>, session_id: &str, gap: Gap) {
@@ -16,9 +16,13 @@ pub fn watch(app: &Arc<AppState>, session_id: &str, gap: Gap) {
         loop {
             tokio::time::sleep(wait).await;
             match app.deliveries.check_gap(&session_id) {
-                GapCheck::Filled => return,
+                GapCheck::Filled => {
+                    telemetry::delivery_gap("filled");
+                    return;
+                }
                 GapCheck::WaitFor(left) => wait = left,
                 GapCheck::Resync => {
+                    telemetry::delivery_gap("replaced");
                     let current = app.store.get_revised(&session_id).await;
                     let current = match &current {
                         Ok(Some((session, revision))) => Some((session, *revision)),

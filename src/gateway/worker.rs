@@ -376,8 +376,7 @@ impl<A: Adapter> Worker<A> {
                 telemetry::member_seated(vocabulary, 1.0);
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?vocabulary, members = session.members.len(), "joined");
                 self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
-                let gap = self.app.deliveries.seated(session_id, &self.socket_id, session.created_at, applied.revision);
-                delivery::wait::watch(&self.app, session_id, gap);
+                self.app.deliveries.seated(session_id, &self.socket_id, session.created_at, applied.revision);
             }
             Action::Leave(cause) => {
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?cause, members = session.members.len(), "left");
