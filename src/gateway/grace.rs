@@ -133,7 +133,6 @@ impl<A: Adapter> Worker<A> {
             // A shutdown ends held seats as it ends connected ones.
             _ = self.app.drained() => {}
         }
-        self.app.graces.release(&self.socket_id);
         telemetry::member_reconnecting(-1.0);
         // The usual leave. A seat taken back meanwhile, here or on another instance, is under the
         // new connection's socket id: the store no longer lists this one and refuses the leave.
@@ -148,6 +147,8 @@ impl<A: Adapter> Worker<A> {
                 tracing::warn!(socket = %self.socket_id, session = %seat.session_id, %err, "held seat could not be ended")
             }
         }
+        // Only now: shutdown waits for the held seats to be ended, their leaves stored.
+        self.app.graces.release(&self.socket_id);
         true
     }
 }
