@@ -11,7 +11,7 @@ use bandsync_server::{
         Action, Command, CoreError, Creation, Joiner, LeaveCause, Passcode, Session, SessionSetup, TempoAnnouncement,
         Vocabulary,
     },
-    store::{Backend, RedisStore, SessionStore},
+    store::{Applied, Backend, RedisStore, SessionStore},
 };
 use support::redis::RedisServer;
 
@@ -43,20 +43,29 @@ async fn store(config: &Config, server_id: &str) -> Arc<RedisStore> {
     RedisStore::connect(config, server_id).await.expect("connects")
 }
 
-#[tokio::test]
-async fn concurrent_joins_on_two_instances_fill_exactly_the_seats() {
-    let redis = RedisServer::start(None);
-    let config = config(&redis);
-    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
+/// Twelve members join session `gig` (8 seats) at once, alternately through `a` and `b`.
+async fn racing_joins(a: &Arc<RedisStore>, b: &Arc<RedisStore>) -> Vec<Result<Applied, CoreError>> {
     let mut joins = Vec::new();
     for i in 0..12 {
         let instance = if i % 2 == 0 { a.clone() } else { b.clone() };
         joins.push(tokio::spawn(async move { instance.apply("gig", &join(&format!("m{i}"), "x", 8), i).await }));
     }
+    let mut results = Vec::new();
+    for join in joins {
+        results.push(join.await.unwrap());
+    }
+    results
+}
+
+#[tokio::test]
+async fn concurrent_joins_on_two_instances_fill_exactly_the_seats() {
+    let redis = RedisServer::start(None);
+    let config = config(&redis);
+    let (a, b) = (store(&config, "a").await, store(&config, "b").await);
     let mut seated = 0;
     let mut full = 0;
-    for join in joins {
-        match join.await.unwrap() {
+    for join in racing_joins(&a, &b).await {
+        match join {
             Ok(_) => seated += 1,
             Err(CoreError::SessionFull { max: 8 }) => full += 1,
             Err(other) => panic!("unexpected refusal: {other}"),
@@ -399,17 +408,12 @@ async fn every_write_is_the_session_s_next_revision_whichever_instance_made_it()
     let redis = RedisServer::start(None);
     let config = config(&redis);
     let (a, b) = (store(&config, "a").await, store(&config, "b").await);
-    let mut joins = Vec::new();
-    for i in 0..12 {
-        let instance = if i % 2 == 0 { a.clone() } else { b.clone() };
-        joins.push(tokio::spawn(async move { instance.apply("gig", &join(&format!("m{i}"), "x", 8), i).await }));
-    }
-    let mut revisions = Vec::new();
-    for join in joins {
-        if let Ok(applied) = join.await.unwrap() {
-            revisions.push(applied.revision.expect("a stored join has a revision"));
-        }
-    }
+    let mut revisions: Vec<u64> = racing_joins(&a, &b)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|applied| applied.revision.expect("a stored join has a revision"))
+        .collect();
     revisions.sort_unstable();
     assert_eq!(revisions, (1..=8).collect::<Vec<u64>>(), "eight seats, eight revisions, none twice");
     let chat = a.apply("gig", &command("m0", Action::Chat { message: "hi".into(), username: None }), 20).await.unwrap();

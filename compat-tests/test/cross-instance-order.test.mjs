@@ -135,8 +135,11 @@ function heardTempos(socket, vocabulary, from = 0) {
     : own.filter((e) => e.event === "tempo:change").map((e) => e.data.newTempo);
 }
 
-test("200 tempo changes from a leader on A: members on B hear each once, in the order sent, ending on the last", async () => {
-  const sessionId = sid("tempo");
+/**
+ * A legacy leader on A and two members on B, one legacy and one enhanced, in `sessionId`; `from`
+ * holds where each member's events stood once the joins had settled.
+ */
+async function leaderOnAMembersOnB(sessionId) {
   const leader = await connect(A.url);
   await join(leader, sessionId);
   const legacyMember = await connect(B.url);
@@ -145,6 +148,12 @@ test("200 tempo changes from a leader on A: members on B hear each once, in the 
   await enhancedJoin(enhancedMember, sessionId);
   await sleep(200);
   const from = [legacyMember, enhancedMember].map((s) => events(s, { all: true }).length);
+  return { leader, legacyMember, enhancedMember, from };
+}
+
+test("200 tempo changes from a leader on A: members on B hear each once, in the order sent, ending on the last", async () => {
+  const sessionId = sid("tempo");
+  const { leader, legacyMember, enhancedMember, from } = await leaderOnAMembersOnB(sessionId);
   const sent = tempos(200);
   for (const tempo of sent) leader.emit("set_tempo", { sessionId, tempo });
   await waitFor(legacyMember, "snapshot", { tempo: sent.at(-1) }, 5000);
@@ -187,14 +196,7 @@ test("joining on B while a leader on A changes tempo every few ms: the joiner he
 
 test("a change stored but never announced (its instance died in between): after REORDER_WAIT_MS members get the current state, then changes flow again", async () => {
   const sessionId = sid("gap");
-  const leader = await connect(A.url);
-  await join(leader, sessionId);
-  const legacyMember = await connect(B.url);
-  await join(legacyMember, sessionId);
-  const enhancedMember = await connect(B.url);
-  await enhancedJoin(enhancedMember, sessionId);
-  await sleep(200);
-  const from = [legacyMember, enhancedMember].map((s) => events(s, { all: true }).length);
+  const { leader, legacyMember, enhancedMember, from } = await leaderOnAMembersOnB(sessionId);
   const metricsBefore = await scrapeMetrics(B.url);
   // What an instance killed between its write and its announcement leaves behind: one revision no one hears of.
   await redisRaw(cluster.redis.port, [["HINCRBY", `${cluster.prefix}session:${sessionId}`, "rev", "1"]]);
