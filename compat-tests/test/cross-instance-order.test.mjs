@@ -169,7 +169,7 @@ test("joining on B while a leader on A changes tempo every few ms: the joiner he
     const sessionId = sid("floor");
     const leader = await connect(A.url);
     await join(leader, sessionId);
-    const sent = tempos(120, 100);
+    const sent = tempos(200, 100);
     const sending = (async () => {
       for (const tempo of sent) {
         leader.emit("set_tempo", { sessionId, tempo });
@@ -180,8 +180,11 @@ test("joining on B while a leader on A changes tempo every few ms: the joiner he
     const joiner = await connect(B.url);
     const from = events(joiner, { all: true }).length;
     let joinedAt;
-    if (vocabulary === "legacy") joinedAt = (await join(joiner, sessionId)).tempo;
-    else joinedAt = (await enhancedJoin(joiner, sessionId)).session.tempo;
+    if (vocabulary === "legacy") {
+      // The join's answer is the first thing it hears; tempo snapshots may follow before any reply.
+      joiner.emit("join_session", { sessionId });
+      joinedAt = (await waitFor(joiner, "snapshot", { sessionId }, 2000, from)).tempo;
+    } else joinedAt = (await enhancedJoin(joiner, sessionId)).session.tempo;
     await sending;
     await waitFor(leader, "snapshot", { tempo: sent.at(-1) }, 5000);
     await sleep(300);
@@ -205,7 +208,7 @@ test("a change stored but never announced (its instance died in between): after 
   await waitFor(legacyMember, "snapshot", { tempo: 99 }, 2000);
   const state = await waitFor(enhancedMember, "session:state_sync", { tempo: 99 }, 2000);
   const waited = Date.now() - started;
-  assert.ok(waited >= 200 && waited < 1500, `the state came ${waited} ms after the change (REORDER_WAIT_MS 250)`);
+  assert.ok(waited >= 200 && waited < 3000, `the state came ${waited} ms after the change (REORDER_WAIT_MS 250)`);
   assert.equal(state.sessionId, sessionId);
   leader.emit("set_tempo", { sessionId, tempo: 100 });
   await waitFor(enhancedMember, "tempo:change", { newTempo: 100 }, 1000);

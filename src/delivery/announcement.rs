@@ -47,6 +47,15 @@ pub enum Recipients {
 }
 
 impl Outgoing {
+    /// `emission`, for one socket alone.
+    pub fn to_socket(emission: &Emission, socket_id: &str) -> Self {
+        Self {
+            to: Recipients::Socket(socket_id.to_owned()),
+            event: Cow::Borrowed(emission.event),
+            data: emission.data.clone(),
+        }
+    }
+
     /// The emission for the members of the session; `None` for one meant for the sender alone.
     pub fn from_emission(emission: &Emission, sender: Option<&str>) -> Option<Self> {
         let to = match &emission.target {

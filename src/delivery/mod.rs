@@ -53,6 +53,9 @@ struct Feed {
     listeners: HashMap<String, Listener>,
     /// The missing revision a wait was started for, and when.
     waiting: Option<(u64, Instant)>,
+    /// The state the last resync sent in place of missing changes, and its revision: a member
+    /// whose join was being stored meanwhile gets it too.
+    last_state: Option<(u64, Vec<Outgoing>)>,
 }
 
 /// What the caller must do after handing over an announcement.
@@ -99,24 +102,53 @@ impl Deliveries {
     /// `socket_id` is about to join `session_id`: from now on the session's changes are kept for
     /// it, until [`Self::seated`] says from which revision it hears them.
     pub fn expect(&self, session_id: &str, socket_id: &str, vocabulary: Vocabulary, send: Send) {
-        let feed = lock(&self.feeds).entry(session_id.to_owned()).or_default().clone();
-        lock(&feed).listeners.insert(socket_id.to_owned(), Listener { vocabulary, since: None, send });
+        // Under the map's lock, as `unseat` removes an emptied feed: a feed being removed is
+        // never joined.
+        let mut feeds = lock(&self.feeds);
+        let feed = feeds.entry(session_id.to_owned()).or_default();
+        lock(feed).listeners.insert(socket_id.to_owned(), Listener { vocabulary, since: None, send });
     }
 
-    /// `socket_id`'s join was stored as `revision` of the session created at `epoch`: it hears
-    /// that revision's events and later ones. The first member here starts the session's order.
-    /// (The join's own announcement follows at once: a gap is looked for then.)
-    pub fn seated(&self, session_id: &str, socket_id: &str, epoch: Millis, revision: Option<u64>) {
-        let Some(feed) = self.feed(session_id) else { return };
+    /// `socket_id`'s join was stored as `revision` of the session created at `epoch`: it is sent
+    /// `answer` (its join's snapshot), then hears that revision's events and later ones. The
+    /// first member here starts the session's order. False when the socket was not expected
+    /// (the caller sends the answer itself). The join's own announcement follows at once: a gap
+    /// is looked for then.
+    pub fn seated(
+        &self,
+        session_id: &str,
+        socket_id: &str,
+        epoch: Millis,
+        revision: Option<u64>,
+        answer: &[Outgoing],
+    ) -> bool {
+        let Some(feed) = self.feed(session_id) else { return false };
         let mut feed = lock(&feed);
         feed.follow_epoch(epoch);
-        let Some(listener) = feed.listeners.get_mut(socket_id) else { return };
+        let Some(listener) = feed.listeners.get_mut(socket_id) else { return false };
         listener.since = Some(revision.unwrap_or(0));
-        let ready = match revision {
-            Some(revision) if !feed.order.is_started() => feed.order.start_at(revision),
-            _ => Vec::new(),
-        };
-        feed.send_all(ready);
+        // Under the feed's lock: nothing the member hears can come before its answer.
+        for event in answer {
+            (listener.send)(&event.event, &event.data);
+        }
+        let send = listener.send.clone();
+        match revision {
+            Some(revision) if !feed.order.is_started() => {
+                let ready = feed.order.start_at(revision);
+                feed.send_all(ready);
+            }
+            // A resync went past this join while it was being stored: the state it sent covers
+            // the changes this member would otherwise never hear.
+            Some(revision) if feed.order.next().is_some_and(|next| revision < next) => {
+                if let Some((_, state)) = feed.last_state.as_ref().filter(|(covered, _)| *covered >= revision) {
+                    for event in Feed::addressed_to(state, socket_id, feed.listeners[socket_id].vocabulary) {
+                        send(&event.event, &event.data);
+                    }
+                }
+            }
+            _ => {}
+        }
+        true
     }
 
     /// `socket_id` no longer sits in `session_id` (it left, moved, or its join was refused).
@@ -135,9 +167,7 @@ impl Deliveries {
     pub fn submit(&self, announcement: &Announcement) -> Gap {
         let Some(feed) = self.feed(&announcement.session_id) else { return Gap::None };
         let mut feed = lock(&feed);
-        if !feed.follow_epoch(announcement.epoch) {
-            return Gap::None;
-        }
+        feed.follow_epoch(announcement.epoch);
         let Some(revision) = announcement.revision else {
             feed.send(u64::MAX, &announcement.events);
             return Gap::None;
@@ -182,9 +212,11 @@ impl Deliveries {
         let mut feed = lock(&feed);
         feed.waiting = None;
         let ready = match current {
+            // Everything up to a later revision went meanwhile, in order: this state is older.
+            Some((_, revision)) if feed.order.next().is_some_and(|next| revision < next) => Vec::new(),
             Some((session, revision)) => {
                 tracing::info!(session = %session_id, revision, "a change never arrived; members here get the current state");
-                let state = [
+                let state = vec![
                     Outgoing {
                         to: Recipients::Room(Vocabulary::Legacy),
                         event: "snapshot".into(),
@@ -196,7 +228,9 @@ impl Deliveries {
                         data: payload::state_sync(session, now),
                     },
                 ];
-                feed.send(revision, &state);
+                // A member who joined at this very revision has it in its join's answer.
+                feed.send_where(&state, |since| since < revision);
+                feed.last_state = Some((revision, state));
                 feed.order.skip_through(revision)
             }
             None => feed.order.release_all(),
@@ -214,19 +248,19 @@ impl Deliveries {
 impl Feed {
     /// Keeps to the session's newest life: `false` for an announcement from an earlier one; a
     /// later one starts the order over.
-    fn follow_epoch(&mut self, epoch: Millis) -> bool {
-        match self.epoch {
-            Some(current) if epoch < current => false,
-            Some(current) if epoch == current => true,
-            _ => {
-                if self.epoch.is_some() {
-                    self.order = Order::default();
-                    self.waiting = None;
-                }
-                self.epoch = Some(epoch);
-                true
+    /// Keeps to the session's current life: a different creation time starts the order over,
+    /// and every member hears the new life from its start. (After a Redis outage, an instance
+    /// that made the session afresh while cut off takes the stored one's creation time.)
+    fn follow_epoch(&mut self, epoch: Millis) {
+        if self.epoch.is_some_and(|current| current != epoch) {
+            self.order = Order::default();
+            self.waiting = None;
+            self.last_state = None;
+            for listener in self.listeners.values_mut() {
+                listener.since = listener.since.map(|_| 0);
             }
         }
+        self.epoch = Some(epoch);
     }
 
     fn send_all(&self, ready: Vec<(u64, Vec<Outgoing>)>) {
@@ -237,23 +271,32 @@ impl Feed {
 
     /// Sends `revision`'s events to the members listening since it or earlier.
     fn send(&self, revision: u64, events: &[Outgoing]) {
-        for event in events {
-            for (socket_id, listener) in &self.listeners {
-                if listener.since.is_none_or(|since| since > revision) {
-                    continue;
-                }
-                let hears = match &event.to {
-                    Recipients::Room(vocabulary) => listener.vocabulary == *vocabulary,
-                    Recipients::RoomExcept(vocabulary, except) => {
-                        listener.vocabulary == *vocabulary && socket_id != except
-                    }
-                    Recipients::Socket(id) => socket_id == id,
-                };
-                if hears {
-                    (listener.send)(&event.event, &event.data);
-                }
+        self.send_where(events, |since| since <= revision);
+    }
+
+    /// Sends `events` to the seated members whose join revision `listens` accepts.
+    fn send_where(&self, events: &[Outgoing], listens: impl Fn(u64) -> bool) {
+        for (socket_id, listener) in &self.listeners {
+            if !listener.since.is_some_and(&listens) {
+                continue;
+            }
+            for event in Self::addressed_to(events, socket_id, listener.vocabulary) {
+                (listener.send)(&event.event, &event.data);
             }
         }
+    }
+
+    /// The events of `events` that member `socket_id`, speaking `vocabulary`, hears.
+    fn addressed_to<'a>(
+        events: &'a [Outgoing],
+        socket_id: &'a str,
+        vocabulary: Vocabulary,
+    ) -> impl Iterator<Item = &'a Outgoing> + 'a {
+        events.iter().filter(move |event| match &event.to {
+            Recipients::Room(room) => *room == vocabulary,
+            Recipients::RoomExcept(room, except) => *room == vocabulary && socket_id != except,
+            Recipients::Socket(id) => socket_id == id,
+        })
     }
 
     /// Starts a wait when a revision is newly missing.

@@ -67,6 +67,11 @@ impl<T> Order<T> {
         released
     }
 
+    /// The revision to let go next, once started.
+    pub fn next(&self) -> Option<u64> {
+        self.next
+    }
+
     /// The first missing revision while later ones wait for it.
     pub fn missing(&self) -> Option<u64> {
         self.next.filter(|_| !self.held.is_empty())

@@ -48,7 +48,7 @@ fn legacy(revision: u64) -> Announcement {
 fn with_member(heard: &Heard, socket: &str, revision: u64) -> Deliveries {
     let deliveries = Deliveries::new(Duration::from_millis(50));
     deliveries.expect("s", socket, Vocabulary::Legacy, heard.sender(socket));
-    deliveries.seated("s", socket, EPOCH, Some(revision));
+    deliveries.seated("s", socket, EPOCH, Some(revision), &[]);
     deliveries
 }
 
@@ -74,7 +74,7 @@ fn a_member_hears_its_own_join_and_later_changes_but_nothing_from_before_it() {
     // b's join is revision 3; revision 2 is still on its way from another instance.
     deliveries.expect("s", "b", Vocabulary::Legacy, heard.sender("b"));
     deliveries.submit(&legacy(4));
-    deliveries.seated("s", "b", EPOCH, Some(3));
+    deliveries.seated("s", "b", EPOCH, Some(3), &[]);
     deliveries.submit(&legacy(3));
     deliveries.submit(&legacy(2));
     assert_eq!(heard.of("a"), [json!(1), json!(2), json!(3), json!(4)]);
@@ -89,7 +89,7 @@ fn the_first_member_here_starts_at_its_join_and_hears_what_came_meanwhile() {
     // While a's join (revision 6) is being stored: an older change, and the next one.
     deliveries.submit(&legacy(5));
     deliveries.submit(&legacy(7));
-    deliveries.seated("s", "a", EPOCH, Some(6));
+    deliveries.seated("s", "a", EPOCH, Some(6), &[]);
     deliveries.submit(&legacy(6));
     assert_eq!(heard.of("a"), [json!(6), json!(7)]);
 }
@@ -110,7 +110,7 @@ fn a_gap_that_does_not_fill_is_replaced_by_the_current_state() {
     let heard = Heard::default();
     let deliveries = with_member(&heard, "a", 1);
     deliveries.expect("s", "e", Vocabulary::Enhanced, heard.sender("e"));
-    deliveries.seated("s", "e", EPOCH, Some(1));
+    deliveries.seated("s", "e", EPOCH, Some(1), &[]);
     deliveries.submit(&legacy(1));
     deliveries.submit(&legacy(3));
     deliveries.submit(&legacy(5));
@@ -155,7 +155,7 @@ fn recipients_pick_members_by_vocabulary_by_socket_and_leave_the_sender_out() {
     let deliveries = with_member(&heard, "a", 1);
     for (socket, vocabulary) in [("b", Vocabulary::Legacy), ("e", Vocabulary::Enhanced)] {
         deliveries.expect("s", socket, vocabulary, heard.sender(socket));
-        deliveries.seated("s", socket, EPOCH, Some(1));
+        deliveries.seated("s", socket, EPOCH, Some(1), &[]);
     }
     deliveries.submit(&change(Some(1), Recipients::RoomExcept(Vocabulary::Legacy, "a".into())));
     deliveries.submit(&change(Some(2), Recipients::Socket("e".into())));
@@ -166,14 +166,62 @@ fn recipients_pick_members_by_vocabulary_by_socket_and_leave_the_sender_out() {
 }
 
 #[test]
-fn a_session_made_again_under_the_same_id_starts_its_revisions_over() {
+fn a_session_of_another_life_starts_the_order_over_and_members_hear_it_from_its_start() {
+    let heard = Heard::default();
+    let deliveries = with_member(&heard, "a", 5);
+    deliveries.submit(&legacy(5));
+    deliveries.submit(&legacy(6));
+    // Made again under the same id, or taken from the store after an outage: revisions start over.
+    let renewed = Announcement { epoch: EPOCH + 1, ..legacy(1) };
+    deliveries.submit(&renewed);
+    deliveries.submit(&Announcement { epoch: EPOCH + 1, ..legacy(2) });
+    assert_eq!(heard.of("a"), [json!(5), json!(6), json!(1), json!(2)]);
+}
+
+#[test]
+fn a_joiner_gets_its_answer_before_anything_else_then_the_state_a_resync_sent_while_its_join_was_stored() {
     let heard = Heard::default();
     let deliveries = with_member(&heard, "a", 1);
     deliveries.submit(&legacy(1));
+    deliveries.expect("s", "j", Vocabulary::Legacy, heard.sender("j"));
+    deliveries.submit(&legacy(3));
+    // j's join is revision 4; 2 never comes and the state at 5 is sent in its place.
+    let session = Session::new("s", 8, EPOCH);
+    deliveries.resync("s", Some((&session, 5)), EPOCH);
+    let answer = [Outgoing { to: Recipients::Socket("j".into()), event: "snapshot".into(), data: json!({ "n": 4 }) }];
+    assert!(deliveries.seated("s", "j", EPOCH, Some(4), &answer));
+    assert_eq!(heard.events_of("j"), ["snapshot", "snapshot"], "its answer, then the state");
+    assert_eq!(heard.of("j")[0], json!(4));
+    deliveries.submit(&legacy(4));
+    deliveries.submit(&legacy(6));
+    assert_eq!(heard.of("j")[2..], [json!(6)], "its own join is covered by the state");
+    assert!(!deliveries.seated("s", "stranger", EPOCH, Some(7), &answer), "not expected: the caller answers");
+}
+
+#[test]
+fn a_state_older_than_what_members_already_heard_is_not_sent() {
+    let heard = Heard::default();
+    let deliveries = with_member(&heard, "a", 1);
+    deliveries.submit(&legacy(1));
+    deliveries.submit(&legacy(3));
+    // The wait read the state at 3 from the store; meanwhile 2 came, then 4.
     deliveries.submit(&legacy(2));
-    let old = Announcement { epoch: EPOCH - 1, ..legacy(3) };
-    deliveries.submit(&old);
-    let renewed = Announcement { epoch: EPOCH + 1, ..legacy(1) };
-    deliveries.submit(&renewed);
-    assert_eq!(heard.of("a"), [json!(1), json!(2), json!(1)]);
+    deliveries.submit(&legacy(4));
+    let session = Session::new("s", 8, EPOCH);
+    assert_eq!(deliveries.resync("s", Some((&session, 3)), EPOCH), Gap::None);
+    assert_eq!(heard.events_of("a"), ["room_stats"; 4]);
+}
+
+#[test]
+fn a_member_who_joined_at_the_resync_s_revision_is_not_sent_the_state_twice() {
+    let heard = Heard::default();
+    let deliveries = with_member(&heard, "a", 1);
+    deliveries.expect("s", "j", Vocabulary::Legacy, heard.sender("j"));
+    deliveries.seated("s", "j", EPOCH, Some(3), &[]);
+    deliveries.submit(&legacy(1));
+    deliveries.submit(&legacy(3));
+    let session = Session::new("s", 8, EPOCH);
+    deliveries.resync("s", Some((&session, 3)), EPOCH);
+    assert_eq!(heard.events_of("a"), ["room_stats", "snapshot"]);
+    assert!(heard.events_of("j").is_empty(), "its join's answer is the state at 3");
 }

@@ -15,17 +15,28 @@ use crate::{
 };
 
 /// Sends `emissions`, rendered from `applied`, in order: those for `sender` to it at once, the
-/// others to the members ([`announce`]).
+/// others to the members ([`announce`]). When the change `just_seated` the sender, its answer
+/// (the join's snapshot) goes out through the session's deliveries, which start it listening.
 pub async fn deliver<A: Adapter>(
     app: &Arc<AppState>,
     sender: &SocketRef<A>,
     applied: &Applied,
     emissions: &[Emission],
+    just_seated: bool,
 ) {
-    for emission in emissions.iter().filter(|e| e.target == Target::Sender) {
-        respond::emit(sender, emission.event, &emission.data);
+    let sender_id = sender.id.as_str();
+    let answer: Vec<&Emission> = emissions.iter().filter(|e| e.target == Target::Sender).collect();
+    let answered = just_seated && {
+        let session = &applied.session;
+        let answer: Vec<Outgoing> = answer.iter().map(|e| Outgoing::to_socket(e, sender_id)).collect();
+        app.deliveries.seated(&session.id, sender_id, session.created_at, applied.revision, &answer)
+    };
+    if !answered {
+        for emission in answer {
+            respond::emit(sender, emission.event, &emission.data);
+        }
     }
-    announce(app, Some(sender.id.as_str()), applied, emissions).await;
+    announce(app, Some(sender_id), applied, emissions).await;
 }
 
 /// Announces `applied` to the session's members, here and on every other instance, with the

@@ -32,7 +32,7 @@ use crate::{
     delivery,
     protocol::{self, Parsed, Scene},
     state::AppState,
-    store::{Applied, Backend},
+    store::Backend,
     telemetry,
 };
 
@@ -307,7 +307,7 @@ impl<A: Adapter> Worker<A> {
                 return Err((err, responder));
             }
         };
-        self.follow_seat(session_id, &command.action, &applied);
+        let just_seated = self.follow_seat(session_id, &command.action, &applied.session);
         if applied.changed {
             app.ticker.track(&applied.session);
         }
@@ -329,10 +329,10 @@ impl<A: Adapter> Worker<A> {
         match responder {
             Some(responder) if responder.answers_first() => {
                 responder.succeed(&self.socket, body);
-                deliver(&app, &self.socket, &applied, &emissions).await;
+                deliver(&app, &self.socket, &applied, &emissions, just_seated).await;
             }
             responder => {
-                deliver(&app, &self.socket, &applied, &emissions).await;
+                deliver(&app, &self.socket, &applied, &emissions, just_seated).await;
                 if let Some(responder) = responder {
                     responder.succeed(&self.socket, body);
                 }
@@ -359,14 +359,13 @@ impl<A: Adapter> Worker<A> {
         });
     }
 
-    /// Keeps the socket's rooms, seat and deliveries in step with a join or leave that just
-    /// succeeded.
-    fn follow_seat(&mut self, session_id: &str, action: &Action, applied: &Applied) {
-        let session = &applied.session;
+    /// Keeps the socket's rooms and seat in step with a join or leave that just succeeded; true
+    /// when the socket was just seated.
+    fn follow_seat(&mut self, session_id: &str, action: &Action, session: &Session) -> bool {
         match action {
             Action::Join { joiner, .. } => {
                 if self.seat.as_ref().is_some_and(|s| s.session_id == session_id) {
-                    return;
+                    return false;
                 }
                 let vocabulary = joiner.vocabulary;
                 // A move from another session: the seat is counted once, under its new vocabulary.
@@ -376,13 +375,14 @@ impl<A: Adapter> Worker<A> {
                 telemetry::member_seated(vocabulary, 1.0);
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?vocabulary, members = session.members.len(), "joined");
                 self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
-                self.app.deliveries.seated(session_id, &self.socket_id, session.created_at, applied.revision);
+                true
             }
             Action::Leave(cause) => {
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?cause, members = session.members.len(), "left");
                 self.drop_seat(session_id);
+                false
             }
-            _ => {}
+            _ => false,
         }
     }
 

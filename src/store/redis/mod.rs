@@ -105,6 +105,7 @@ impl RedisStore {
         });
         telemetry::redis_connected(true);
         tokio::spawn(watch::connection(Arc::downgrade(&store), store.write_back_wanted.clone()));
+        tokio::spawn(watch::announcements(Arc::downgrade(&store), subscriber.clone()));
         tokio::spawn(watch::changes(Arc::downgrade(&store), subscriber));
         tracing::info!(redis = %place, "sessions are kept in Redis");
         Ok(store)

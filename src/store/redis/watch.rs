@@ -1,6 +1,6 @@
-//! The store's two background watchers: the connection (offline on errors, back online with the
-//! write-back) and the change channels (other instances' changes into the cache and on to
-//! streams, and their announcements on to the members here).
+//! The store's background watchers: the connection (offline on errors, back online with the
+//! write-back), the change channel (other instances' changes into the cache and on to streams)
+//! and the announcement channel (other instances' changes on to the members here).
 
 use std::sync::{Arc, Weak, atomic::Ordering};
 
@@ -80,11 +80,10 @@ pub(super) async fn changes(store: Weak<RedisStore>, subscriber: SubscriberClien
             }
         };
         let Some(store) = store.upgrade() else { return };
-        let Some(text) = message.value.as_string() else { continue };
-        if *message.channel == store.keys.announcements() {
-            store.received_announcement(&text);
+        if *message.channel != store.keys.changes() {
             continue;
         }
+        let Some(text) = message.value.as_string() else { continue };
         let Some((server, session_id)) = text.split_once('|') else { continue };
         // A session with changes from an outage still to write is this instance's to merge: the
         // write-back loads what the other instance wrote.
@@ -98,4 +97,30 @@ pub(super) async fn changes(store: Weak<RedisStore>, subscriber: SubscriberClien
         }
     }
     drop(subscriber);
+}
+
+/// Passes other instances' announcements on to the members here, as they come. A loop of its own:
+/// the change channel's loop reads each changed session from Redis, and announcements must not
+/// wait behind those reads (a wait past `REORDER_WAIT_MS` would pass for a lost change). One lost
+/// while the subscription was down, or by falling behind, is a gap the members' next change finds.
+pub(super) async fn announcements(store: Weak<RedisStore>, subscriber: SubscriberClient) {
+    let mut messages = subscriber.message_rx();
+    drop(subscriber);
+    loop {
+        let message = match messages.recv().await {
+            Ok(message) => message,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "fell behind other instances' announcements");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(store) = store.upgrade() else { return };
+        if *message.channel != store.keys.announcements() {
+            continue;
+        }
+        if let Some(text) = message.value.as_string() {
+            store.received_announcement(&text);
+        }
+    }
 }
