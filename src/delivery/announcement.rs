@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, value::RawValue};
 
 use crate::{
     core::{Millis, Vocabulary},
@@ -11,7 +11,7 @@ use crate::{
 };
 
 /// One change's events for the members of its session, wherever they are connected.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Announcement {
     /// The instance that made the change.
     pub origin: String,
@@ -25,12 +25,19 @@ pub struct Announcement {
     pub events: Vec<Outgoing>,
 }
 
-/// One event of an announcement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One event of an announcement. Its data is encoded once, however many members hear it (and
+/// passes through other instances as it is, never parsed there).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Outgoing {
     pub to: Recipients,
     pub event: Cow<'static, str>,
-    pub data: Value,
+    pub data: Box<RawValue>,
+}
+
+/// `data` as JSON text.
+pub fn encode(data: &Value) -> Box<RawValue> {
+    // A `Value` has string keys only, so it always encodes.
+    serde_json::value::to_raw_value(data).expect("a JSON value always encodes")
 }
 
 /// Who among the session's members hears an event.
@@ -52,7 +59,7 @@ impl Outgoing {
         Self {
             to: Recipients::Socket(socket_id.to_owned()),
             event: Cow::Borrowed(emission.event),
-            data: emission.data.clone(),
+            data: encode(&emission.data),
         }
     }
 
@@ -67,7 +74,7 @@ impl Outgoing {
             },
             Target::Socket(id) => Recipients::Socket(id.clone()),
         };
-        Some(Self { to, event: Cow::Borrowed(emission.event), data: emission.data.clone() })
+        Some(Self { to, event: Cow::Borrowed(emission.event), data: encode(&emission.data) })
     }
 }
 
@@ -88,24 +95,34 @@ mod tests {
                 Outgoing {
                     to: Recipients::Room(Vocabulary::Legacy),
                     event: "room_stats".into(),
-                    data: json!({"n": 1}),
+                    data: encode(&json!({"n": 1.5, "name": "Zoë"})),
                 },
                 Outgoing {
                     to: Recipients::RoomExcept(Vocabulary::Enhanced, "x".into()),
                     event: "session:member_update".into(),
-                    data: json!(null),
+                    data: encode(&json!(null)),
                 },
-                Outgoing { to: Recipients::Socket("y".into()), event: "leader_request_denied".into(), data: json!({}) },
+                Outgoing {
+                    to: Recipients::Socket("y".into()),
+                    event: "leader_request_denied".into(),
+                    data: encode(&json!({})),
+                },
             ],
         };
         let text = serde_json::to_string(&announcement).unwrap();
-        assert_eq!(serde_json::from_str::<Announcement>(&text).unwrap(), announcement);
+        let read: Announcement = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_string(&read).unwrap(), text);
+        assert_eq!(
+            (read.revision, read.epoch, read.events[2].to.clone()),
+            (Some(7), 12, Recipients::Socket("y".into()))
+        );
+        assert_eq!(read.events[0].data.get(), r#"{"n":1.5,"name":"Zoë"}"#);
     }
 
     #[test]
     fn what_is_for_the_sender_alone_stays_out_and_others_leave_the_sender_out() {
         let sender = Emission::new(Target::Sender, "snapshot", json!({}));
-        assert_eq!(Outgoing::from_emission(&sender, Some("me")), None);
+        assert!(Outgoing::from_emission(&sender, Some("me")).is_none());
         let others = Emission::new(Target::Others(Vocabulary::Legacy), "snapshot", json!({}));
         assert_eq!(
             Outgoing::from_emission(&others, Some("me")).unwrap().to,

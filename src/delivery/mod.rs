@@ -22,9 +22,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use serde_json::value::RawValue;
 
-pub use announcement::{Announcement, Outgoing, Recipients};
+pub use announcement::{Announcement, Outgoing, Recipients, encode};
 use order::Order;
 
 use crate::{
@@ -32,8 +32,8 @@ use crate::{
     protocol::payload,
 };
 
-/// Sends one event to one member's socket.
-pub type Send = Arc<dyn Fn(&str, &Value) + std::marker::Send + Sync>;
+/// Sends one event, its data already encoded, to one member's socket.
+pub type Send = Arc<dyn Fn(&str, &RawValue) + std::marker::Send + Sync>;
 
 /// A member connected to this instance.
 struct Listener {
@@ -220,12 +220,12 @@ impl Deliveries {
                     Outgoing {
                         to: Recipients::Room(Vocabulary::Legacy),
                         event: "snapshot".into(),
-                        data: payload::snapshot(session, now),
+                        data: encode(&payload::snapshot(session, now)),
                     },
                     Outgoing {
                         to: Recipients::Room(Vocabulary::Enhanced),
                         event: "session:state_sync".into(),
-                        data: payload::state_sync(session, now),
+                        data: encode(&payload::state_sync(session, now)),
                     },
                 ];
                 // A member who joined at this very revision has it in its join's answer.

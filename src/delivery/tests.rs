@@ -1,6 +1,6 @@
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 
 use super::*;
 use crate::core::{Millis, Session, Vocabulary};
@@ -15,8 +15,9 @@ impl Heard {
     fn sender(&self, socket: &str) -> Send {
         let heard = self.0.clone();
         let socket = socket.to_owned();
-        Arc::new(move |event: &str, data: &Value| {
-            heard.lock().unwrap().push((socket.clone(), event.to_owned(), data.clone()));
+        Arc::new(move |event: &str, data: &RawValue| {
+            let data = serde_json::from_str(data.get()).unwrap();
+            heard.lock().unwrap().push((socket.clone(), event.to_owned(), data));
         })
     }
 
@@ -36,7 +37,7 @@ fn change(revision: Option<u64>, to: Recipients) -> Announcement {
         session_id: "s".into(),
         epoch: EPOCH,
         revision,
-        events: vec![Outgoing { to, event: "room_stats".into(), data: json!({ "n": revision }) }],
+        events: vec![Outgoing { to, event: "room_stats".into(), data: encode(&json!({ "n": revision })) }],
     }
 }
 
@@ -188,7 +189,8 @@ fn a_joiner_gets_its_answer_before_anything_else_then_the_state_a_resync_sent_wh
     // j's join is revision 4; 2 never comes and the state at 5 is sent in its place.
     let session = Session::new("s", 8, EPOCH);
     deliveries.resync("s", Some((&session, 5)), EPOCH);
-    let answer = [Outgoing { to: Recipients::Socket("j".into()), event: "snapshot".into(), data: json!({ "n": 4 }) }];
+    let answer =
+        [Outgoing { to: Recipients::Socket("j".into()), event: "snapshot".into(), data: encode(&json!({ "n": 4 })) }];
     assert!(deliveries.seated("s", "j", EPOCH, Some(4), &answer));
     assert_eq!(heard.events_of("j"), ["snapshot", "snapshot"], "its answer, then the state");
     assert_eq!(heard.of("j")[0], json!(4));

@@ -1,5 +1,6 @@
 //! Answering the sender of one event: success and refusal, in the vocabulary it used.
 
+use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::{
     adapter::Adapter,
@@ -143,7 +144,7 @@ fn merge(target: &mut Value, extra: Value) {
     }
 }
 
-pub fn emit<A: Adapter>(socket: &SocketRef<A>, event: &str, data: &Value) {
+pub fn emit<A: Adapter, T: Serialize + ?Sized>(socket: &SocketRef<A>, event: &str, data: &T) {
     if let Err(err) = socket.emit(event, data) {
         tracing::debug!(socket = %socket.id, event, %err, "emit failed");
     }

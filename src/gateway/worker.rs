@@ -7,7 +7,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use serde_json::{Value, json};
+use serde_json::{Value, json, value::RawValue};
 use socketioxide::{
     SocketIo,
     adapter::Adapter,
@@ -421,6 +421,6 @@ impl<A: Adapter> Worker<A> {
     /// How the session's deliveries reach this socket.
     fn listener(&self) -> delivery::Send {
         let socket = self.socket.clone();
-        Arc::new(move |event: &str, data: &Value| super::respond::emit(&socket, event, data))
+        Arc::new(move |event: &str, data: &RawValue| super::respond::emit(&socket, event, data))
     }
 }
