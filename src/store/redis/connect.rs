@@ -42,6 +42,12 @@ pub fn fred_config(config: &Config) -> anyhow::Result<(FredConfig, String)> {
 }
 
 /// A builder with the reconnect policy and timeouts every client of this server uses.
+/// Pub/sub messages a client holds for its readers. Every change on another instance is two
+/// messages (its announcement, its cache notice), and a leader's burst of tempo changes comes all
+/// at once: with fred's default of 32, a reader kept from running for a moment falls behind, and
+/// each announcement it misses reaches the members as a resync instead of as the change.
+const NOTIFICATION_BUFFER: usize = 16_384;
+
 pub fn builder(fred: FredConfig) -> Builder {
     let mut builder = Builder::from_config(fred);
     builder
@@ -50,7 +56,10 @@ pub fn builder(fred: FredConfig) -> Builder {
             c.internal_command_timeout = Duration::from_secs(3);
             c.max_command_attempts = 1;
         })
-        .with_performance_config(|p| p.default_command_timeout = COMMAND_TIMEOUT)
+        .with_performance_config(|p| {
+            p.default_command_timeout = COMMAND_TIMEOUT;
+            p.broadcast_channel_capacity = NOTIFICATION_BUFFER;
+        })
         // Retry forever, quickly at first: an outage ends whenever Redis comes back.
         .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2));
     builder
