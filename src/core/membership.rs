@@ -57,16 +57,9 @@ enum Seat {
     Reclaimed(usize),
 }
 
-/// Whether `joiner` may take a seat in the session as it stands: a seated member keeps its own;
-/// a resume token takes its own seat back; a newcomer (or a `userId` taking back a held seat)
-/// needs the passcode of a locked session; a newcomer needs a free seat.
-pub fn admits(session: &Session, by: &str, joiner: &Joiner, now: Millis) -> Result<(), CoreError> {
-    if session.member(by).is_some() {
-        return Ok(());
-    }
-    seat_for(session, joiner, now).map(|_| ())
-}
-
+/// The seat `joiner` takes in the session as it stands: a resume token takes its own seat back;
+/// a newcomer (or a `userId` taking back a held seat) needs the passcode of a locked session; a
+/// newcomer needs a free seat.
 fn seat_for(session: &Session, joiner: &Joiner, now: Millis) -> Result<Seat, CoreError> {
     let reclaimed = resume::reclaimed_seat(session, joiner, now)?;
     if let Some(index) = reclaimed.filter(|_| joiner.resume_claim.is_some()) {

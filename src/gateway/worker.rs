@@ -26,13 +26,12 @@ use super::{
 use crate::{
     clock::now_ms,
     core::{
-        Action, Command, CoreError, Creation, LeaveCause, Millis, Outcome, Session, Vocabulary, membership,
+        Action, Command, CoreError, Creation, LeaveCause, Millis, Outcome, Session, Vocabulary,
         seat::{SeatChange, plan_join},
     },
     delivery,
     protocol::{self, Parsed, Scene},
     state::AppState,
-    store::Backend,
     telemetry,
 };
 
@@ -276,32 +275,20 @@ impl<A: Adapter> Worker<A> {
     ) -> Result<Session, (CoreError, Option<Responder<A>>)> {
         let app = self.app.clone();
         let _guard = app.locks.lock(session_id).await;
-        // A joiner listens to the room before its join is stored: once stored, another instance
-        // may admit the next member and announce it at once, and the joiner must hear that.
-        let joining_room = match &command.action {
+        // A joiner's deliveries keep what other instances announce while its join is stored;
+        // it hears them, and joins the session's rooms (streams), once the join is stored.
+        let joining = match &command.action {
             Action::Join { joiner, .. } if self.seat.as_ref().is_none_or(|s| s.session_id != session_id) => {
-                // With Redis, other instances broadcast into the room while the join is stored:
-                // someone without the passcode, or without a free seat, must not hear the session
-                // even that long.
-                if app.store.backend() != Backend::Embedded
-                    && let Ok(Some(session)) = app.store.get(session_id).await
-                    && let Err(err) = membership::admits(&session, &command.by, joiner, now_ms())
-                {
-                    return Err((err, responder));
-                }
-                let room = rooms::session(session_id, joiner.vocabulary);
-                self.socket.join(room.clone());
                 app.deliveries.expect(session_id, &self.socket_id, joiner.vocabulary, self.listener());
-                Some(room)
+                true
             }
-            _ => None,
+            _ => false,
         };
         let now = now_ms();
         let applied = match app.store.apply(session_id, &command, now).await {
             Ok(applied) => applied,
             Err(err) => {
-                if let Some(room) = joining_room {
-                    self.socket.leave(room);
+                if joining {
                     app.deliveries.unseat(session_id, &self.socket_id);
                 }
                 return Err((err, responder));
@@ -374,6 +361,7 @@ impl<A: Adapter> Worker<A> {
                 }
                 telemetry::member_seated(vocabulary, 1.0);
                 tracing::info!(socket = %self.socket_id, session = %session_id, ?vocabulary, members = session.members.len(), "joined");
+                self.socket.join(rooms::session(session_id, vocabulary));
                 self.seat = Some(Seat { session_id: session_id.to_owned(), vocabulary });
                 true
             }
