@@ -49,7 +49,7 @@ struct Listener {
 #[derive(Default)]
 struct Feed {
     epoch: Option<Millis>,
-    order: Order<Vec<Outgoing>>,
+    order: Order<Arc<Announcement>>,
     listeners: HashMap<String, Listener>,
     /// The missing revision a wait was started for, and when.
     waiting: Option<(u64, Instant)>,
@@ -127,11 +127,11 @@ impl Deliveries {
         feed.follow_epoch(epoch);
         let Some(listener) = feed.listeners.get_mut(socket_id) else { return false };
         listener.since = Some(revision.unwrap_or(0));
+        let (send, vocabulary) = (listener.send.clone(), listener.vocabulary);
         // Under the feed's lock: nothing the member hears can come before its answer.
         for event in answer {
-            (listener.send)(&event.event, &event.data);
+            send(&event.event, &event.data);
         }
-        let send = listener.send.clone();
         match revision {
             Some(revision) if !feed.order.is_started() => {
                 let ready = feed.order.start_at(revision);
@@ -141,7 +141,7 @@ impl Deliveries {
             // the changes this member would otherwise never hear.
             Some(revision) if feed.order.next().is_some_and(|next| revision < next) => {
                 if let Some((_, state)) = feed.last_state.as_ref().filter(|(covered, _)| *covered >= revision) {
-                    for event in Feed::addressed_to(state, socket_id, feed.listeners[socket_id].vocabulary) {
+                    for event in Feed::addressed_to(state, socket_id, vocabulary) {
                         send(&event.event, &event.data);
                     }
                 }
@@ -164,7 +164,7 @@ impl Deliveries {
     }
 
     /// Delivers `announcement` to the members here, in revision order.
-    pub fn submit(&self, announcement: &Announcement) -> Gap {
+    pub fn submit(&self, announcement: &Arc<Announcement>) -> Gap {
         let Some(feed) = self.feed(&announcement.session_id) else { return Gap::None };
         let mut feed = lock(&feed);
         feed.follow_epoch(announcement.epoch);
@@ -172,7 +172,7 @@ impl Deliveries {
             feed.send(u64::MAX, &announcement.events);
             return Gap::None;
         };
-        let mut ready = feed.order.offer(revision, announcement.events.clone());
+        let mut ready = feed.order.offer(revision, announcement.clone());
         // Members who joined during an outage start wherever the first revision finds them.
         if !feed.order.is_started() && feed.listeners.values().any(|l| l.since.is_some()) {
             ready.extend(feed.order.start_at(revision));
@@ -240,14 +240,13 @@ impl Deliveries {
     }
 
     /// Sessions with members here.
-    pub fn sessions(&self) -> usize {
+    #[cfg(test)]
+    fn sessions(&self) -> usize {
         lock(&self.feeds).len()
     }
 }
 
 impl Feed {
-    /// Keeps to the session's newest life: `false` for an announcement from an earlier one; a
-    /// later one starts the order over.
     /// Keeps to the session's current life: a different creation time starts the order over,
     /// and every member hears the new life from its start. (After a Redis outage, an instance
     /// that made the session afresh while cut off takes the stored one's creation time.)
@@ -263,9 +262,9 @@ impl Feed {
         self.epoch = Some(epoch);
     }
 
-    fn send_all(&self, ready: Vec<(u64, Vec<Outgoing>)>) {
-        for (revision, events) in ready {
-            self.send(revision, &events);
+    fn send_all(&self, ready: Vec<(u64, Arc<Announcement>)>) {
+        for (revision, announcement) in ready {
+            self.send(revision, &announcement.events);
         }
     }
 

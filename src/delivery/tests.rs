@@ -31,17 +31,17 @@ impl Heard {
     }
 }
 
-fn change(revision: Option<u64>, to: Recipients) -> Announcement {
-    Announcement {
+fn change(revision: Option<u64>, to: Recipients) -> Arc<Announcement> {
+    Arc::new(Announcement {
         origin: "other".into(),
         session_id: "s".into(),
         epoch: EPOCH,
         revision,
         events: vec![Outgoing { to, event: "room_stats".into(), data: encode(&json!({ "n": revision })) }],
-    }
+    })
 }
 
-fn legacy(revision: u64) -> Announcement {
+fn legacy(revision: u64) -> Arc<Announcement> {
     change(Some(revision), Recipients::Room(Vocabulary::Legacy))
 }
 
@@ -173,9 +173,9 @@ fn a_session_of_another_life_starts_the_order_over_and_members_hear_it_from_its_
     deliveries.submit(&legacy(5));
     deliveries.submit(&legacy(6));
     // Made again under the same id, or taken from the store after an outage: revisions start over.
-    let renewed = Announcement { epoch: EPOCH + 1, ..legacy(1) };
-    deliveries.submit(&renewed);
-    deliveries.submit(&Announcement { epoch: EPOCH + 1, ..legacy(2) });
+    let renewed = |revision| Arc::new(Announcement { epoch: EPOCH + 1, ..(*legacy(revision)).clone() });
+    deliveries.submit(&renewed(1));
+    deliveries.submit(&renewed(2));
     assert_eq!(heard.of("a"), [json!(5), json!(6), json!(1), json!(2)]);
 }
 

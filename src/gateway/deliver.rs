@@ -51,13 +51,14 @@ pub async fn announce(app: &Arc<AppState>, sender: Option<&str>, applied: &Appli
     if events.is_empty() && applied.revision.is_none() {
         return;
     }
-    let announcement = Announcement {
+    // Shared, not copied, with the session's order while it waits there.
+    let announcement = Arc::new(Announcement {
         origin: app.server_id.clone(),
         session_id: applied.session.id.clone(),
         epoch: applied.session.created_at,
         revision: applied.revision,
         events,
-    };
+    });
     let gap = app.deliveries.submit(&announcement);
     delivery::wait::watch(app, &announcement.session_id, gap);
     // Cut off from the other instances, the change is this instance's alone until the write-back.
