@@ -203,6 +203,16 @@ impl Session {
         self.leader.as_deref() == Some(socket_id)
     }
 
+    /// Whether some member speaks `vocabulary`.
+    pub fn seats(&self, vocabulary: Vocabulary) -> bool {
+        self.members.iter().any(|m| m.vocabulary == vocabulary)
+    }
+
+    /// Whether members of both vocabularies sit in the session.
+    pub fn is_mixed(&self) -> bool {
+        self.seats(Vocabulary::Legacy) && self.seats(Vocabulary::Enhanced)
+    }
+
     /// True when every seat is taken; a seat held for a member who is reconnecting is taken.
     pub fn is_full(&self) -> bool {
         self.members.len() >= self.max_members

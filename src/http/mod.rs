@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::{Json, Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
 use serde_json::json;
 
-use crate::{clock::now_ms, core::Session, state::AppState, store::Backend, telemetry};
+use crate::{clock::now_ms, state::AppState, store::Backend, telemetry};
 
 mod api;
 pub mod cross_origin;
@@ -97,15 +97,10 @@ async fn debug_sync(State(app): State<Arc<AppState>>) -> Json<serde_json::Value>
     }))
 }
 
-fn seats_both_vocabularies(session: &Session) -> bool {
-    let mut vocabularies = session.members.iter().map(|m| m.vocabulary);
-    vocabularies.next().is_some_and(|first| vocabularies.any(|v| v != first))
-}
-
 /// `GET /metrics`: Prometheus text exposition.
 async fn prometheus(State(app): State<Arc<AppState>>) -> impl IntoResponse {
     if let Ok(sessions) = app.store.all_sessions().await {
-        let mixed = sessions.iter().filter(|s| seats_both_vocabularies(s)).count();
+        let mixed = sessions.iter().filter(|s| s.is_mixed()).count();
         telemetry::sessions(sessions.len(), app.ticker.playing_count(), mixed);
     }
     telemetry::collect_process();

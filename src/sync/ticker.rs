@@ -103,8 +103,8 @@ impl Ticker {
         let entry = Playing {
             timeline: session.timeline.clone(),
             beats_per_bar: session.time_signature.beats_per_bar,
-            has_legacy: session.members.iter().any(|m| m.vocabulary == Vocabulary::Legacy),
-            has_enhanced: session.members.iter().any(|m| m.vocabulary == Vocabulary::Enhanced),
+            has_legacy: session.seats(Vocabulary::Legacy),
+            has_enhanced: session.seats(Vocabulary::Enhanced),
             last_beat,
             next_scroll_tick,
             slot,
