@@ -25,14 +25,14 @@ pub async fn deliver<A: Adapter>(
     just_seated: bool,
 ) {
     let sender_id = sender.id.as_str();
-    let answer: Vec<&Emission> = emissions.iter().filter(|e| e.target == Target::Sender).collect();
+    let answer = || emissions.iter().filter(|e| e.target == Target::Sender);
     let answered = just_seated && {
         let session = &applied.session;
-        let answer: Vec<Outgoing> = answer.iter().map(|e| Outgoing::to_socket(e, sender_id)).collect();
+        let answer: Vec<Outgoing> = answer().map(|e| Outgoing::to_socket(e, sender_id)).collect();
         app.deliveries.seated(&session.id, sender_id, session.created_at, applied.revision, &answer)
     };
     if !answered {
-        for emission in answer {
+        for emission in answer() {
             respond::emit(sender, emission.event, &emission.data);
         }
     }
