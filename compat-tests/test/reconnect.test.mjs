@@ -238,6 +238,7 @@ test("a full legacy band whose leader drops: the app's re-join takes the held se
   await Promise.all([leader, ...followers].map((s) => waitFor(s, "play", undefined, 2000)));
   mark(leader, ...followers);
 
+  const dropped = Date.now();
   const newId = await dropFor(stage, 1500);
   // What the app does on reconnecting: join again. The session is full: the held seat is its own.
   const snapshot = await join(leader, sessionId);
@@ -245,7 +246,7 @@ test("a full legacy band whose leader drops: the app's re-join takes the held se
   assert.equal(snapshot.isPlaying, true);
   assert.equal(snapshot.members.length, 3);
   await waitFor(followers[0], "snapshot", (s) => s.leaderSocketId === newId, 2000);
-  await sleep(GRACE_MS - 1000); // past the old connection's grace
+  await sleep(dropped + GRACE_MS + 1500 - Date.now()); // past the old connection's grace
   const leaderSnapshots = events(leader, { all: true }).filter((e) => e.event === "snapshot" && e.data.leaderSocketId === newId);
   assert.equal(leaderSnapshots.length, 1, `the re-join is answered with one snapshot: ${JSON.stringify(leaderSnapshots)}`);
   for (const socket of [leader, ...followers]) {
