@@ -11,7 +11,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { startServer, httpGet } from "../lib/server.mjs";
-import { connect, band, join, sid, mark, sleep, waitFor, waitForN, events, syncState, expectError, closeAll, quiet } from "../lib/client.mjs";
+import { connect, band, join, sid, mark, sleep, waitFor, waitForN, events, syncState, seqOf, expectError, closeAll, quiet } from "../lib/client.mjs";
 import { pollHttp } from "../lib/cluster.mjs";
 import {
   SEP,
@@ -662,7 +662,9 @@ test("20 000 set_tempo naming 20 000 different sessions: one waiting value, not 
       const start = Date.now();
       for (let i = 0; i < 20_000; i++) leader.emit("set_tempo", { sessionId: `nowhere-${i}-${"x".repeat(40)}`, tempo: 100 });
       // Handled in order: a query sent after them is answered once the queue has come to it.
-      const st = await syncState(leader, b.sessionId);
+      const answered = waitFor(leader, "sync_response", { sessionId: b.sessionId }, 6000, seqOf(leader));
+      leader.emit("sync_request", { sessionId: b.sessionId });
+      const st = await answered;
       const answeredIn = Date.now() - start;
       const rssAfter = procStatusKb(main.server.proc.pid);
       ctx.diagnostic(`answered after ${answeredIn} ms; VmRSS ${rssBefore} → ${rssAfter} kB`);

@@ -21,11 +21,11 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { REPO_ROOT, httpGet, sleep } from "../lib/server.mjs";
+import { REPO_ROOT, sleep } from "../lib/server.mjs";
 import { startCluster } from "../lib/cluster.mjs";
 import { connect, closeAll, sid, join, syncState } from "../lib/client.mjs";
 import { ack, ackOk, enhancedJoin } from "../lib/enhanced.mjs";
-import { parsePrometheusText } from "../lib/prometheus.mjs";
+import { scrapeMetrics } from "../lib/prometheus.mjs";
 
 const DASHBOARD = path.join(REPO_ROOT, "deploy", "grafana", "bandsync.json");
 const ALERTS = path.join(REPO_ROOT, "deploy", "prometheus", "alerts.yml");
@@ -126,7 +126,7 @@ const alertsText = readFileSync(ALERTS, "utf8");
 const exprs = [...dashboardExprs(dashboard), ...ruleExprs(alertsText)];
 
 let cluster; // one instance on its own redis-server
-let scraped; // {text, parsed} of /metrics after the session
+let scraped; // {parsed} /metrics after the session
 
 before(async () => {
   cluster = await startCluster(1);
@@ -154,9 +154,7 @@ before(async () => {
   await sleep(400);
   await ackOk(enhanced, "session:leave", { sessionId: S });
 
-  const r = await httpGet(`${server.url}/metrics`);
-  assert.equal(r.status, 200, `/metrics status ${r.status}`);
-  scraped = { text: r.text, parsed: parsePrometheusText(r.text) };
+  scraped = { parsed: await scrapeMetrics(server.url) };
 });
 
 after(async () => {
