@@ -113,6 +113,18 @@ export function assertSessionState(s) {
 }
 
 /** A millisecond timestamp (fractions allowed) within `tolMs` of the local clock. */
+/** A server timestamp taken between `since` (a client `Date.now()` read before the request) and
+ *  now, each within `slackMs`. The message says by how much and which way it missed, so a failure
+ *  tells a server clock behind or ahead of this one apart from a slow step. */
+export function assertStampedSince(v, since, slackMs, what = "timestamp") {
+  const now = Date.now();
+  assert.ok(isNum(v), `${what} must be a number, got ${JSON.stringify(v)}`);
+  assert.ok(
+    v >= since - slackMs && v <= now + slackMs,
+    `${what} ${v}: ${v - since} ms after the request was sent, ${now - v} ms before now (each may be off by ${slackMs} ms)`,
+  );
+}
+
 export function assertNear(v, tolMs = 1000, what = "timestamp") {
   assert.ok(isNum(v), `${what} must be a number, got ${JSON.stringify(v)}`);
   assert.ok(Math.abs(v - Date.now()) <= tolMs, `${what} ${v} is ${v - Date.now()} ms from now`);

@@ -16,7 +16,7 @@ import {
   enhancedJoin,
   enhancedBand,
 } from "../lib/enhanced.mjs";
-import { assertSessionState, assertEnhancedMember, assertTimestamp } from "../lib/shapes.mjs";
+import { assertSessionState, assertEnhancedMember, assertTimestamp, assertStampedSince } from "../lib/shapes.mjs";
 
 const server = useServer({ LEGACY_PING_INTERVAL_MS: "0", ...NO_RATE_LIMITS });
 
@@ -40,7 +40,7 @@ test("auth:handshake on connect: serverId, serverVersion, protocols, features, l
     assert.equal(hs.limits.maxSessionMembers, 8);
     assert.equal(hs.limits.syncRateMs, 12.5);
     assert.ok(Number.isInteger(hs.limits.maxPayloadBytes) && hs.limits.maxPayloadBytes > 0);
-    assert.ok(hs.serverTime >= t0 - 5 && hs.serverTime <= Date.now() + 5, `serverTime ${hs.serverTime} vs [${t0}, now]`);
+    assertStampedSince(hs.serverTime, t0, 5, "serverTime");
     // Exactly one handshake per connection.
     await sleep(100);
     assert.equal(events(s, { all: true }).filter((e) => e.event === "auth:handshake").length, 1);
@@ -54,7 +54,7 @@ test("session:create: ack {ok, sessionId: session_<ms>_<random>, session}; the c
   const res = await ackOk(a, "session:create", { bandId, sessionName: "Friday", userId: "u-1", displayName: "Ann" });
   const m = /^session_(\d+)_([a-z0-9]+)$/.exec(res.sessionId);
   assert.ok(m, `sessionId ${res.sessionId}`);
-  assert.ok(Number(m[1]) >= t0 - 5 && Number(m[1]) <= Date.now() + 5, `sessionId time ${m[1]}`);
+  assertStampedSince(Number(m[1]), t0, 5, "sessionId time");
   const s = res.session;
   assertSessionState(s);
   assert.equal(s.sessionId, res.sessionId);
@@ -158,7 +158,7 @@ test("session:join: ack {ok, session, member, serverTime}; the joiner gets sessi
     instrument: "drums",
     preferredRole: "follower",
   });
-  assert.ok(res.serverTime >= t0 - 5 && res.serverTime <= Date.now() + 5, `serverTime ${res.serverTime}`);
+  assertStampedSince(res.serverTime, t0, 5, "serverTime");
   assertSessionState(res.session);
   assert.equal(res.session.sessionId, sessionId);
   assert.deepEqual(

@@ -18,7 +18,7 @@ import {
   syncState,
   events,
 } from "../lib/client.mjs";
-import { assertTimestamp } from "../lib/shapes.mjs";
+import { assertTimestamp, assertStampedSince } from "../lib/shapes.mjs";
 
 const QUALITIES = ["unknown", "excellent", "good", "fair", "poor"];
 const [server, pingServer] = useServers({}, { LEGACY_PING_INTERVAL_MS: "200" });
@@ -127,7 +127,7 @@ test("sync_request: anyone (even a non-member) gets sync_response; unknown sessi
     assert.equal(r.tempoBpm, 133);
     assert.equal(r.isPlaying, false);
     assertTimestamp(r.serverTime, "serverTime");
-    assert.ok(r.serverTime >= before - 5 && r.serverTime <= Date.now() + 5);
+    assertStampedSince(r.serverTime, before, 5, "serverTime");
   }
   mark(x);
   x.emit("sync_request", { sessionId: sid("nosuch") });

@@ -19,7 +19,7 @@ import {
   syncState,
   seqOf,
 } from "../lib/client.mjs";
-import { assertSnapshot, assertRoomStats, assertMember } from "../lib/shapes.mjs";
+import { assertSnapshot, assertRoomStats, assertMember, assertStampedSince } from "../lib/shapes.mjs";
 
 const server = useServer(NO_RATE_LIMITS);
 
@@ -50,7 +50,7 @@ test("first join: snapshot, then room_stats, then user_joined; first member lead
     displayName: "Alice",
     role: "leader",
   });
-  assert.ok(m.joinedAt >= before - 1000 && m.joinedAt <= Date.now() + 1000, `joinedAt ${m.joinedAt}`);
+  assertStampedSince(m.joinedAt, before, 1000, "joinedAt");
   assert.ok(Math.abs(snap.data.serverTimestamp - Date.now()) < 2000);
 
   assertRoomStats(stats.data);
