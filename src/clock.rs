@@ -21,7 +21,7 @@ use std::{
 use crate::core::Millis;
 
 /// The largest backward step of the system clock that is held rather than followed.
-pub const BACKWARD_HOLD_MS: f64 = 1_000.0;
+const BACKWARD_HOLD_MS: f64 = 1_000.0;
 
 /// The last reading handed out, as `f64` bits. Positive floats order like their bits, so the
 /// bits compare as the readings do.
@@ -30,23 +30,13 @@ static LAST_READING: AtomicU64 = AtomicU64::new(0);
 /// Now, in fractional milliseconds since the Unix epoch (for clock sync).
 pub fn precise_now_ms() -> f64 {
     let wall = wall_ms();
-    let mut last_bits = LAST_READING.load(Ordering::Relaxed);
-    loop {
-        let last = f64::from_bits(last_bits);
-        let next = next_reading(last, wall);
-        if next.to_bits() == last_bits {
-            return next;
-        }
-        match LAST_READING.compare_exchange_weak(last_bits, next.to_bits(), Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => {
-                if next < last {
-                    tracing::warn!(from_ms = last, to_ms = next, "the system clock was stepped back; following it");
-                }
-                return next;
-            }
-            Err(current) => last_bits = current,
-        }
+    let last = f64::from_bits(LAST_READING.fetch_max(wall.to_bits(), Ordering::Relaxed));
+    let reading = next_reading(last, wall);
+    if reading < last {
+        LAST_READING.store(reading.to_bits(), Ordering::Relaxed);
+        tracing::warn!(from_ms = last, to_ms = reading, "the system clock was stepped back; following it");
     }
+    reading
 }
 
 /// Now, in whole milliseconds since the Unix epoch (`Date.now()` style).

@@ -112,7 +112,6 @@ export function assertSessionState(s) {
   s.members.forEach(assertEnhancedMember);
 }
 
-/** A millisecond timestamp (fractions allowed) within `tolMs` of the local clock. */
 /** A server timestamp taken between `since` (a client `Date.now()` read before the request) and
  *  now, each within `slackMs`. The message says by how much and which way it missed, so a failure
  *  tells a server clock behind or ahead of this one apart from a slow step. */
@@ -125,6 +124,7 @@ export function assertStampedSince(v, since, slackMs, what = "timestamp") {
   );
 }
 
+/** A millisecond timestamp (fractions allowed) within `tolMs` of the local clock. */
 export function assertNear(v, tolMs = 1000, what = "timestamp") {
   assert.ok(isNum(v), `${what} must be a number, got ${JSON.stringify(v)}`);
   assert.ok(Math.abs(v - Date.now()) <= tolMs, `${what} ${v} is ${v - Date.now()} ms from now`);
